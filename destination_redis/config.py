@@ -1,0 +1,102 @@
+"""Typed configuration, built once from the JSON the user gave; the one place for defaults.
+
+The models accept every config that Airbyte's 0.1.4 connector accepted (host, port, username,
+password, ssl, ssl_mode, cache_type, tunnel_method) and ignore unknown keys, so old configs keep
+working. `unit_tests/test_spec.py` proves that these models and `spec.json` agree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from destination_redis.errors import config_error
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SslDisabled(_Model):
+    mode: Literal["disable"] = "disable"
+
+
+class SslVerifyFull(_Model):
+    mode: Literal["verify-full"]
+    ca_certificate: SecretStr | None = None
+    client_certificate: SecretStr | None = None
+    client_key: SecretStr | None = None
+    client_key_password: SecretStr | None = None
+
+
+class NoTunnel(_Model):
+    tunnel_method: Literal["NO_TUNNEL"] = "NO_TUNNEL"
+
+
+class SshKeyTunnel(_Model):
+    tunnel_method: Literal["SSH_KEY_AUTH"]
+    tunnel_host: str
+    tunnel_port: int = Field(22, ge=0, le=65536)
+    tunnel_user: str
+    ssh_key: SecretStr
+
+
+class SshPasswordTunnel(_Model):
+    tunnel_method: Literal["SSH_PASSWORD_AUTH"]
+    tunnel_host: str
+    tunnel_port: int = Field(22, ge=0, le=65536)
+    tunnel_user: str
+    tunnel_user_password: SecretStr
+
+
+SslMode = Annotated[SslDisabled | SslVerifyFull, Field(discriminator="mode")]
+TunnelMethod = Annotated[NoTunnel | SshKeyTunnel | SshPasswordTunnel, Field(discriminator="tunnel_method")]
+
+
+def _empty_to_none(value: Any) -> Any:
+    """0.1.4 required username and password, so old configs carry "" where they mean none."""
+    return None if value == "" else value
+
+
+class RedisConfig(_Model):
+    host: str = Field(min_length=1)
+    port: int = Field(6379, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    db: int = Field(0, ge=0)
+    cache_type: Literal["hash"] = "hash"
+    ssl: bool = False
+    ssl_mode: SslMode = SslDisabled()
+    tunnel_method: TunnelMethod = NoTunnel()
+
+    _blank_to_none = field_validator("username", "password", mode="before")(_empty_to_none)
+
+    @field_validator("host")
+    @classmethod
+    def _strip_host(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def tls(self) -> SslVerifyFull | None:
+        """TLS settings in force, or None.
+
+        `ssl` is the switch, as in 0.1.4; `ssl_mode` only says how to verify. With `ssl` on and
+        mode `disable` we still verify against the system trust store: never silently unverified.
+        """
+        if not self.ssl:
+            return None
+        if isinstance(self.ssl_mode, SslVerifyFull):
+            return self.ssl_mode
+        return SslVerifyFull(mode="verify-full")
+
+
+def parse_config(raw: Any) -> RedisConfig:
+    """Validate the user's JSON; a bad config is a config_error that names each bad field."""
+    try:
+        return RedisConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise config_error(f"Invalid configuration: {problems}") from None

@@ -1,0 +1,86 @@
+"""DestinationRedis: spec, check and write, wired to the modules that do the work.
+
+The CDK's own write path parses each line into pydantic-like models (slow, drops unknown state
+fields) and skips lines it cannot parse (loses data silently), so `write` on the command line
+runs our loader on raw stdin bytes instead; the CDK's `write()` API is kept for library callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
+
+import orjson
+from airbyte_cdk.destinations import Destination
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    AirbyteMessageSerializer,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteCatalogSerializer,
+)
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_redis.catalog import Stream, load_catalog, parse_catalog
+from destination_redis.check import run_check
+from destination_redis.commands import CommandRunner
+from destination_redis.config import RedisConfig, parse_config
+from destination_redis.connection import open_target
+from destination_redis.loader import Loader
+from destination_redis.writers import make_writer
+
+
+class DestinationRedis(Destination):
+    def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
+        try:
+            parsed = parse_config(config)
+        except AirbyteTracedException as exc:
+            return AirbyteConnectionStatus(status="FAILED", message=exc.message)  # type: ignore[arg-type]
+        return run_check(parsed)
+
+    def write(
+        self,
+        config: Mapping[str, Any],
+        configured_catalog: ConfiguredAirbyteCatalog,
+        input_messages: Iterable[AirbyteMessage],
+    ) -> Iterable[AirbyteMessage]:
+        """The CDK API, for library callers; the CLI uses `write_lines` on raw stdin."""
+        streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
+        lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) for m in input_messages)
+        for state in write_lines(parse_config(config), streams, lines):
+            yield AirbyteMessageSerializer.load(orjson.loads(state))
+
+    def run(self, args: list[str]) -> None:
+        parsed = self.parse_args(args)
+        if parsed.command != "write":
+            super().run(args)
+            return
+        raw_config = self.read_config(config_path=parsed.config)
+        update_secrets(get_secrets(self.spec(logging.getLogger("airbyte")).connectionSpecification, raw_config))
+        config = parse_config(raw_config)
+        streams = load_catalog(parsed.catalog)
+        emit(write_lines(config, streams, sys.stdin.buffer), sys.stdout)
+
+
+def write_lines(config: RedisConfig, streams: list[Stream], lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Load the message lines into Redis; yields each STATE line once it may be emitted."""
+    with _writers(config, streams) as writers:
+        yield from Loader(streams, writers).run(lines)
+
+
+@contextmanager
+def _writers(config: RedisConfig, streams: list[Stream]) -> Iterator[dict[Stream, Any]]:
+    with open_target(config) as target:
+        runner = CommandRunner(target)
+        yield {stream: make_writer(config, stream, target, runner) for stream in streams}
+
+
+def emit(lines: Iterable[bytes], out: IO[str]) -> None:
+    """Write each protocol line whole and flush at once: the platform checkpoints on it."""
+    for line in lines:
+        out.write(line.decode())
+        out.flush()

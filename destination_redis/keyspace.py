@@ -1,0 +1,50 @@
+"""Find and delete exactly a stream's keys: SCAN (never KEYS) + UNLINK, DEL on servers before 4.0.
+
+SCAN's MATCH is only a coarse filter (see `keys.record_scan_pattern`); every key it returns is
+checked again by the layout's predicate before it is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from destination_redis.commands import CommandRunner
+from destination_redis.connection import RedisTarget
+
+SCAN_COUNT = 1000
+DELETE_BATCH = 500
+
+
+def scan_keys(target: RedisTarget, pattern: bytes) -> Iterator[bytes]:
+    """Every key matching the glob pattern, over SCAN cursors (one server for now)."""
+    cursor = 0
+    client = target.client
+    while True:
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+        yield from keys
+        if cursor == 0:
+            return
+
+
+def delete_keys(
+    target: RedisTarget, runner: CommandRunner, pattern: bytes, owned: Callable[[bytes], bool]
+) -> int:
+    """Delete the keys that match `pattern` and that `owned` confirms; returns how many."""
+    verb = b"UNLINK" if target.server.has_unlink else b"DEL"
+    batch: list[bytes] = []
+    deleted = 0
+    for key in scan_keys(target, pattern):
+        if owned(key):
+            batch.append(key)
+        if len(batch) >= DELETE_BATCH:
+            deleted += _delete(runner, verb, batch)
+            batch = []
+    if batch:
+        deleted += _delete(runner, verb, batch)
+    return deleted
+
+
+def _delete(runner: CommandRunner, verb: bytes, keys: list[bytes]) -> int:
+    """One command per key, so that each touches one hash slot (Redis Cluster)."""
+    replies = runner.run([(verb, key) for key in keys])
+    return sum(int(r) for r in replies)

@@ -1,0 +1,86 @@
+"""Real redis-server processes for the tests: free loopback ports, private dirs, always stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """One redis-server on 127.0.0.1; `client()` talks to it directly, without the connector."""
+
+    binary: str = REDIS_SERVER
+    args: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    password: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-test-")))
+
+    def start(self) -> RedisServer:
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", str(self.workdir / "redis.log"),
+            *self.args,
+        ]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client().ping():
+                    return self
+            except (redis.ConnectionError, redis.ResponseError):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}: {log}")
+            time.sleep(0.02)
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, db=db, protocol=2,
+            socket_timeout=10,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def config(self, **overrides: object) -> dict[str, object]:
+        """A connector config for this server."""
+        config: dict[str, object] = {"host": "127.0.0.1", "port": self.port}
+        if self.password:
+            config["password"] = self.password
+        config.update(overrides)
+        return config
