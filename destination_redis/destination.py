@@ -21,6 +21,7 @@ from airbyte_cdk.models import (
     AirbyteMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
+    Status,
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -39,7 +40,7 @@ class DestinationRedis(Destination):
         try:
             parsed = parse_config(config)
         except AirbyteTracedException as exc:
-            return AirbyteConnectionStatus(status="FAILED", message=exc.message)  # type: ignore[arg-type]
+            return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)
         return run_check(parsed)
 
     def write(
@@ -60,7 +61,8 @@ class DestinationRedis(Destination):
             super().run(args)
             return
         raw_config = self.read_config(config_path=parsed.config)
-        update_secrets(get_secrets(self.spec(logging.getLogger("airbyte")).connectionSpecification, raw_config))
+        spec = self.spec(logging.getLogger("airbyte"))
+        update_secrets(get_secrets(spec.connectionSpecification, raw_config))
         config = parse_config(raw_config)
         streams = load_catalog(parsed.catalog)
         emit(write_lines(config, streams, sys.stdin.buffer), sys.stdout)

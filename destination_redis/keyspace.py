@@ -21,7 +21,7 @@ def scan_keys(target: RedisTarget, pattern: bytes) -> Iterator[bytes]:
     client = target.client
     while True:
         cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
-        yield from keys
+        yield from (key if isinstance(key, bytes) else key.encode() for key in keys)
         if cursor == 0:
             return
 

@@ -21,6 +21,16 @@ BATCH_RECORDS = 10_000
 BATCH_BYTES = 16 * 1024 * 1024
 
 
+class _Lane:
+    """One stream's writer and its records since the stream's last STATE (for recordCount)."""
+
+    __slots__ = ("since_state", "writer")
+
+    def __init__(self, writer: StreamWriter) -> None:
+        self.writer = writer
+        self.since_state = 0
+
+
 class Loader:
     def __init__(
         self,
@@ -30,69 +40,67 @@ class Loader:
         batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self._resolver = StreamResolver(streams)
-        self._writers = writers
+        self._lanes = {stream: _Lane(writers[stream]) for stream in streams}
         self._batch_records = batch_records
         self._batch_bytes = batch_bytes
-        self._routes: dict[tuple[str | None, str], StreamWriter] = {}
-        self._buffered = 0
-        self._buffered_bytes = 0
-        self._since_stream_state: dict[Stream, int] = dict.fromkeys(streams, 0)
+        self._routes: dict[tuple[str | None, str], _Lane] = {}
         self._since_global_state = 0
         self.records_written = 0
 
     def run(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         """Yield each STATE line to emit, once its records are in Redis; the caller emits it at once."""
-        for writer in self._writers.values():
-            writer.start()
+        for lane in self._lanes.values():
+            lane.writer.start()
+        routes = self._routes
+        buffered = buffered_bytes = 0
         try:
             for _number, line, message, data in read_messages(lines):
-                if message.type == "RECORD":
-                    self._add(message.record, data)  # type: ignore[arg-type]  # read_messages checks it
+                record = message.record
+                if record is not None and message.type == "RECORD":
+                    lane = routes.get((record.namespace, record.stream)) or self._route(record)
+                    lane.writer.add(record.emitted_at, data)
+                    lane.since_state += 1
+                    buffered += 1
+                    buffered_bytes += len(data)
+                    if buffered >= self._batch_records or buffered_bytes >= self._batch_bytes:
+                        self._flush()
+                        buffered = buffered_bytes = 0
                 elif message.type == "STATE":
-                    yield self._release_state(StateMessage(line))
+                    self._flush()
+                    buffered = buffered_bytes = 0
+                    yield self._count_state(StateMessage(line))
         except InputError as exc:
             self._flush()  # nothing before the bad line is lost
             raise exc.as_traced() from None
         self._flush()
         logger.info(f"Wrote {self.records_written} records.")
 
-    def _add(self, record: Record, data: bytes) -> None:
-        route = (record.namespace, record.stream)
-        writer = self._routes.get(route)
-        if writer is None:
-            writer = self._route(record)
-        writer.add(record.emitted_at, data)
-        self._since_stream_state[writer.stream] += 1
-        self._since_global_state += 1
-        self._buffered += 1
-        self._buffered_bytes += len(data)
-        if self._buffered >= self._batch_records or self._buffered_bytes >= self._batch_bytes:
-            self._flush()
-
-    def _route(self, record: Record) -> StreamWriter:
+    def _route(self, record: Record) -> _Lane:
         stream = self._resolver.find(record.namespace, record.stream)
         if stream is None:
             self._flush()
             raise config_error(self._resolver.describe_missing(record.namespace, record.stream))
-        writer = self._writers[stream]
-        self._routes[(record.namespace, record.stream)] = writer
-        return writer
+        lane = self._lanes[stream]
+        self._routes[(record.namespace, record.stream)] = lane
+        return lane
 
     def _flush(self) -> None:
-        for writer in self._writers.values():
-            self.records_written += writer.flush()
-        self._buffered = 0
-        self._buffered_bytes = 0
+        for lane in self._lanes.values():
+            written = lane.writer.flush()
+            self.records_written += written
+            self._since_global_state += written
 
-    def _release_state(self, state: StateMessage) -> bytes:
-        self._flush()
+    def _count_state(self, state: StateMessage) -> bytes:
+        """The state line with recordCount: its stream's records since that stream's last state,
+        or, for GLOBAL and LEGACY states, every record since the last such state."""
         if state.kind == "STREAM":
             descriptor = state.stream_descriptor
             stream = self._resolver.find(*descriptor) if descriptor else None
-            count = self._since_stream_state.get(stream, 0) if stream else 0
-            if stream:
-                self._since_stream_state[stream] = 0
-        else:  # GLOBAL and LEGACY states cover every stream
+            lane = self._lanes[stream] if stream else None
+            count = lane.since_state if lane else 0
+            if lane:
+                lane.since_state = 0
+        else:
             count = self._since_global_state
             self._since_global_state = 0
         return state.with_record_count(count)

@@ -66,7 +66,9 @@ def run_connector(
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
-def record(stream: str, data: dict[str, Any], emitted_at: int = 1_700_000_000_000, namespace: str | None = None) -> str:
+def record(
+    stream: str, data: dict[str, Any], emitted_at: int = 1_700_000_000_000, namespace: str | None = None
+) -> str:
     body: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": emitted_at}
     if namespace is not None:
         body["namespace"] = namespace
@@ -77,7 +79,10 @@ def stream_state(stream: str, state: dict[str, Any], namespace: str | None = Non
     descriptor: dict[str, Any] = {"name": stream}
     if namespace is not None:
         descriptor["namespace"] = namespace
-    message = {"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": descriptor, "stream_state": state}}}
+    message = {
+        "type": "STATE",
+        "state": {"type": "STREAM", "stream": {"stream_descriptor": descriptor, "stream_state": state}},
+    }
     message.update(extra)
     return json.dumps(message)
 
@@ -88,7 +93,11 @@ def catalog(*streams: tuple[str, str] | tuple[str, str, str | None]) -> dict[str
     for spec in streams:
         name, mode = spec[0], spec[1]
         namespace = spec[2] if len(spec) > 2 else None
-        stream: dict[str, Any] = {"name": name, "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh", "incremental"]}
+        stream: dict[str, Any] = {
+            "name": name,
+            "json_schema": {"type": "object"},
+            "supported_sync_modes": ["full_refresh", "incremental"],
+        }
         if namespace is not None:
             stream["namespace"] = namespace
         configured.append({

@@ -8,7 +8,9 @@ from destination_redis.writers.base import StreamWriter
 from destination_redis.writers.hash import HashWriter
 
 
-def make_writer(config: RedisConfig, stream: Stream, target: RedisTarget, runner: CommandRunner) -> StreamWriter:
+def make_writer(
+    config: RedisConfig, stream: Stream, target: RedisTarget, runner: CommandRunner
+) -> StreamWriter:
     """The writer of the configured cache type for one stream."""
     if config.cache_type == "hash":
         return HashWriter(stream, target, runner)

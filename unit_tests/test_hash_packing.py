@@ -1,0 +1,36 @@
+"""The hash writer's hand-made RESP must be byte for byte what hiredis packs."""
+
+from __future__ import annotations
+
+import hiredis
+import pytest
+
+from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID, hset_template, pack_hset
+
+
+@pytest.mark.parametrize("verb", [b"HSET", b"HMSET"])
+@pytest.mark.parametrize(
+    "stream_key",
+    [b":users", b"shop:orders", "ns:str\u00e9am \u2603".encode(), b"100%:done %s %d", b"we*ird[1]:x"],
+)
+@pytest.mark.parametrize(
+    ("record_id", "emitted_at", "data"),
+    [(1, 0, b"{}"), (123456789, 1_700_000_000_000, '{"a":"\u00e9\\n"}'.encode()), (9, -5, b'{"x":1}')],
+)
+def test_pack_hset_matches_hiredis(
+    verb: bytes, stream_key: bytes, record_id: int, emitted_at: int, data: bytes
+) -> None:
+    expected = hiredis.pack_command(
+        (
+            verb,
+            b"%s:%d" % (stream_key, record_id),
+            F_ID,
+            b"%d" % record_id,
+            F_EMITTED_AT,
+            b"%d" % emitted_at,
+            F_DATA,
+            data,
+        )
+    )
+    template = hset_template(verb, stream_key)
+    assert pack_hset(template, len(stream_key) + 1, record_id, emitted_at, data) == expected
