@@ -30,5 +30,10 @@ setup(
     extras_require={"tests": TEST_REQUIREMENTS},
     package_data={"destination_redis": ["spec.json", "sample/*"]},
     python_requires=">=3.10",
-    entry_points={"console_scripts": ["destination-redis=destination_redis.run:run"]},
+    entry_points={
+        "console_scripts": [
+            "destination-redis=destination_redis.run:run",
+            "destination-redis-demo=destination_redis.demo:main",
+        ]
+    },
 )
