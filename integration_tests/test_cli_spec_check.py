@@ -1,0 +1,160 @@
+"""`spec` and `check` on the command line, as a user and the platform run them, against real servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from integration_tests.cli import Result, run_connector
+from integration_tests.servers import RedisServer, free_port
+
+SPEC_JSON: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
+PASSWORD = "Pw-6e1f9c-secret"  # noqa: S105  # a test server's; distinctive, so a leak is found
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[RedisServer]:
+    server = RedisServer(password=PASSWORD).start()
+    yield server
+    server.stop()
+
+
+def check(tmp_path: Path, config: dict[str, Any]) -> Result:
+    return run_connector(["check", "--config", "{config}"], tmp_path, config=config)
+
+
+def assert_failed(result: Result, *expected: str) -> str:
+    """FAILED the protocol's way: exit 0, one CONNECTION_STATUS, no traceback; returns the message."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == 0, output
+    status = result.connection_status
+    assert status["status"] == "FAILED", status
+    message = str(status["message"])
+    for text in expected:
+        assert text in message, f"{text!r} not in {message!r}"
+    return message
+
+
+def test_spec_prints_spec_json(tmp_path: Path) -> None:
+    result = run_connector(["spec"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    (message,) = result.of_type("SPEC")
+    spec = message["spec"]
+    assert spec["connectionSpecification"] == SPEC_JSON["connectionSpecification"]
+    assert spec["supported_destination_sync_modes"] == ["overwrite", "append"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_succeeds_and_leaves_no_key(
+    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    redis_client.set("existing", "1")
+    redis_client.hset(":users:1", mapping={"a": "b"})
+    result = check(tmp_path, redis_server.config())
+    assert result.returncode == 0, result.stderr
+    status = result.connection_status
+    assert status["status"] == "SUCCEEDED", status
+    assert f"127.0.0.1:{redis_server.port}" in str(status["message"])
+    assert redis_client.dbsize() == 2
+    assert sorted(redis_client.keys("*")) == [b":users:1", b"existing"]
+
+
+def test_check_succeeds_on_another_db_and_writes_nothing_there(
+    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    result = check(tmp_path, redis_server.config(db=3))
+    assert result.connection_status["status"] == "SUCCEEDED", result.stdout
+    assert redis_client.dbsize() == 0
+    assert redis_server.client(db=3).dbsize() == 0
+
+
+def test_check_succeeds_with_a_0_1_4_config(
+    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    config = {
+        "host": "127.0.0.1",
+        "port": redis_server.port,
+        "username": "",
+        "password": "",
+        "ssl": False,
+        "ssl_mode": {"mode": "disable"},
+        "cache_type": "hash",
+        "tunnel_method": {"tunnel_method": "NO_TUNNEL"},
+    }
+    result = check(tmp_path, config)
+    assert result.connection_status["status"] == "SUCCEEDED", result.stdout
+
+
+def test_check_fails_when_nothing_listens(tmp_path: Path) -> None:
+    port = free_port()
+    message = assert_failed(check(tmp_path, {"host": "127.0.0.1", "port": port}), f"127.0.0.1:{port}")
+    assert "connect" in message.lower()
+    assert "port" in message.lower()
+
+
+def test_check_fails_on_a_wrong_password_without_showing_it(
+    tmp_path: Path, password_server: RedisServer
+) -> None:
+    wrong = "Wrong-pw-3b7d2a"
+    result = check(tmp_path, password_server.config(password=wrong))
+    message = assert_failed(result, f"127.0.0.1:{password_server.port}", "AUTH")
+    assert "password" in message.lower()
+    assert wrong not in result.stdout + result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_check_fails_when_the_server_requires_a_password(
+    tmp_path: Path, password_server: RedisServer
+) -> None:
+    result = check(tmp_path, {"host": "127.0.0.1", "port": password_server.port})
+    message = assert_failed(result, f"127.0.0.1:{password_server.port}")
+    assert "password" in message.lower(), message
+    assert "healthy" not in message, message  # not a lost connection: the user must set the password
+
+
+def test_check_fails_on_a_db_index_out_of_range(tmp_path: Path, redis_server: RedisServer) -> None:
+    message = assert_failed(
+        check(tmp_path, redis_server.config(db=99)), f"127.0.0.1:{redis_server.port}", "SELECT"
+    )
+    assert "99" in message
+    assert "database" in message.lower()
+
+
+def test_check_fails_without_write_permission(tmp_path: Path, fresh_server: RedisServer) -> None:
+    fresh_server.client().execute_command(
+        "ACL", "SETUSER", "reader", "on", f">{PASSWORD}", "~*", "+@read", "+info", "+ping", "+select", "+auth"
+    )
+    result = check(tmp_path, fresh_server.config(username="reader", password=PASSWORD))
+    message = assert_failed(result, f"127.0.0.1:{fresh_server.port}")
+    assert "write permission" in message.lower(), message
+    assert PASSWORD not in result.stdout + result.stderr
+    assert fresh_server.client().dbsize() == 0
+
+
+def test_check_succeeds_for_a_user_allowed_to_read_and_write(
+    tmp_path: Path, fresh_server: RedisServer
+) -> None:
+    """A typical application user: data commands only, no connection-management commands (CLIENT)."""
+    fresh_server.client().execute_command(
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        f">{PASSWORD}",
+        "~*",
+        "+@read",
+        "+@write",
+        "+@keyspace",
+        "+info",
+        "+ping",
+    )
+    result = check(tmp_path, fresh_server.config(username="app", password=PASSWORD))
+    assert result.connection_status["status"] == "SUCCEEDED", result.stdout
+    assert fresh_server.client().dbsize() == 0
