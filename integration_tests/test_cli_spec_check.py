@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from destination_redis.catalog import SUPPORTED_SYNC_MODES
 from integration_tests.cli import Result, run_connector
 from integration_tests.servers import RedisServer, free_port
 
@@ -48,7 +49,10 @@ def test_spec_prints_spec_json(tmp_path: Path) -> None:
     (message,) = result.of_type("SPEC")
     spec = message["spec"]
     assert spec["connectionSpecification"] == SPEC_JSON["connectionSpecification"]
-    assert spec["supported_destination_sync_modes"] == ["overwrite", "append"]
+    modes = spec["supported_destination_sync_modes"]
+    assert modes == SPEC_JSON["supported_destination_sync_modes"]
+    assert modes[:2] == ["overwrite", "append"]
+    assert sorted(modes) == sorted(SUPPORTED_SYNC_MODES)  # what the spec offers, `write` accepts
     assert "Traceback" not in result.stdout + result.stderr
 
 

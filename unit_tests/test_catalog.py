@@ -92,7 +92,7 @@ def test_empty_catalog_is_valid() -> None:
     assert parse_catalog({"streams": []}) == []
 
 
-@pytest.mark.parametrize("mode", ["append_dedup", "overwrite_dedup", "update", "soft_delete", "nonsense"])
+@pytest.mark.parametrize("mode", ["overwrite_dedup", "update", "soft_delete", "nonsense", "APPEND"])
 def test_unsupported_sync_mode_is_a_config_error_naming_stream_and_mode(mode: str) -> None:
     with pytest.raises(AirbyteTracedException) as info:
         parse_catalog({"streams": [configured("users", "append"), configured("orders", mode)]})

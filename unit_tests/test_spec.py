@@ -14,6 +14,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs are installed
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from destination_redis.catalog import SUPPORTED_SYNC_MODES
 from destination_redis.config import (
     NoTunnel,
     RedisConfig,
@@ -182,8 +183,10 @@ def test_the_expected_secrets_are_marked() -> None:
     }
 
 
-def test_spec_offers_db_and_the_two_sync_modes() -> None:
-    assert SPEC["supported_destination_sync_modes"] == ["overwrite", "append"]
+def test_spec_offers_db_and_the_sync_modes_the_catalog_accepts() -> None:
+    modes = SPEC["supported_destination_sync_modes"]
+    assert modes[:2] == ["overwrite", "append"]
+    assert sorted(modes) == sorted(SUPPORTED_SYNC_MODES)
     assert CONNECTION["properties"]["db"]["type"] == "integer"
     assert CONNECTION["properties"]["db"]["default"] == 0
 
