@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from destination_redis.errors import config_error
 
-SUPPORTED_SYNC_MODES = ("append", "overwrite")
+SUPPORTED_SYNC_MODES = ("append", "overwrite", "append_dedup")
 
 
 class _Model(BaseModel):
@@ -48,9 +48,15 @@ class Stream:
 
     name: str
     namespace: str  # "" when the catalog gives none
-    sync_mode: Literal["append", "overwrite"]
-    generation_id: int | None
-    minimum_generation_id: int | None
+    sync_mode: Literal["append", "overwrite", "append_dedup"]
+    generation_id: int | None = None
+    minimum_generation_id: int | None = None
+    primary_key: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def tracks_generations(self) -> bool:
+        """Refresh-aware catalog (platform >= 1.0): old data goes only after a successful sync."""
+        return self.generation_id is not None
 
     @property
     def label(self) -> str:
@@ -87,6 +93,12 @@ def parse_catalog(raw: object) -> list[Stream]:
                 f"Stream '{name}' asks for destination sync mode '{mode}', which this destination "
                 f"does not support; choose one of: {', '.join(SUPPORTED_SYNC_MODES)}."
             )
+        primary_key = tuple(tuple(path) for path in configured.primary_key or () if path)
+        if mode == "append_dedup" and not primary_key:
+            raise config_error(
+                f"Stream '{name}' asks for append_dedup but has no primary key; set a primary key "
+                f"in the connection, or sync it with append or overwrite."
+            )
         if (namespace, name) in seen:
             raise config_error(f"Stream '{name}' (namespace '{namespace}') appears twice in the catalog.")
         seen.add((namespace, name))
@@ -97,6 +109,7 @@ def parse_catalog(raw: object) -> list[Stream]:
                 sync_mode=mode,  # type: ignore[arg-type]  # checked against SUPPORTED_SYNC_MODES
                 generation_id=configured.generation_id,
                 minimum_generation_id=configured.minimum_generation_id,
+                primary_key=primary_key,
             )
         )
     return streams

@@ -35,21 +35,33 @@ class CommandRunner:
         self._attempts = attempts
         self._backoff_s = backoff_s
 
-    def run(self, commands: Sequence[Command]) -> list[Any]:
-        """Replies in order; an error reply raises a traced error naming the code and the key."""
+    def run(self, commands: Sequence[Command], tolerate_errors: bool = False) -> list[Any]:
+        """Replies in order; an error reply raises a traced error naming the code and the key.
+
+        With `tolerate_errors`, error replies are returned as hiredis.ReplyError objects instead.
+        """
         if not commands:
             return []
         payload = b"".join([hiredis.pack_command(tuple(cmd)) for cmd in commands])  # type: ignore[arg-type]
-        return self.run_packed(payload, len(commands), commands.__getitem__)
+        return self.run_packed(payload, len(commands), commands.__getitem__, tolerate_errors)
 
-    def run_packed(self, payload: bytes, count: int, describe: Callable[[int], Command]) -> list[Any]:
+    def run_packed(
+        self,
+        payload: bytes,
+        count: int,
+        describe: Callable[[int], Command],
+        tolerate_errors: bool = False,
+    ) -> list[Any]:
         """Like `run` for commands already packed as RESP; `describe(i)` gives command i for errors.
 
         Hot paths pack their own commands (a bytes template is ~2x faster than pack_command).
         """
         for attempt in range(1, self._attempts + 1):
             try:
-                return self._send(payload, count, describe)
+                replies = self._send(payload, count)
+                if not tolerate_errors:
+                    self._raise_first_error(replies, describe)
+                return replies
             except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
                 if attempt == self._attempts:
                     raise transient_error(
@@ -72,7 +84,7 @@ class CommandRunner:
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
 
-    def _send(self, payload: bytes, count: int, describe: Callable[[int], Command]) -> list[Any]:
+    def _send(self, payload: bytes, count: int) -> list[Any]:
         pool = self._target.client.connection_pool
         conn = pool.get_connection()
         healthy = False
@@ -84,10 +96,15 @@ class CommandRunner:
             if not healthy:
                 conn.disconnect()
             pool.release(conn)
+        return replies
+
+    def _raise_first_error(self, replies: list[Any], describe: Callable[[int], Command]) -> None:
+        """Raise for the first error reply, also inside an EXEC's array of replies."""
         for index, reply in enumerate(replies):
+            if isinstance(reply, list):
+                reply = next((r for r in reply if isinstance(r, hiredis.ReplyError)), None)
             if isinstance(reply, hiredis.ReplyError):
                 raise self._reply_error(reply, describe(index))
-        return replies
 
     def _reply_error(self, exc: BaseException, cmd: Command) -> Exception:
         code = error_code(exc)

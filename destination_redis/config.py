@@ -66,6 +66,7 @@ class RedisConfig(_Model):
     password: SecretStr | None = None
     db: int = Field(0, ge=0)
     cache_type: Literal["hash"] = "hash"
+    ttl_seconds: int | None = Field(None, ge=0)
     ssl: bool = False
     ssl_mode: SslMode = SslDisabled()
     tunnel_method: TunnelMethod = NoTunnel()

@@ -39,3 +39,47 @@ def is_record_key(stream: bytes, key: bytes) -> bool:
         and key[len(stream) : prefix_len] == b":"
         and key[prefix_len:].isdigit()
     )
+
+
+# append_dedup: one key per primary key, `K:<pk>`. Each component is rendered as text (strings
+# as they are, numbers and booleans as JSON, objects and arrays as compact JSON), `\` and `:` in
+# it are escaped as `\\` and `\:`, and the components are joined with `:`. So two different
+# primary keys never give the same key, and the key has exactly one unescaped `:` per extra
+# component.
+
+
+def escape_component(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def dedup_key(stream: bytes, components: list[str]) -> bytes:
+    return stream + b":" + ":".join(escape_component(c) for c in components).encode()
+
+
+def dedup_scan_pattern(stream: bytes) -> bytes:
+    return glob_escape(stream) + b":*"
+
+
+def is_dedup_key(stream: bytes, key: bytes, components: int) -> bool:
+    """True for `K:<encoded pk>` with `components` parts (or a `K:<digits>` record key)."""
+    prefix_len = len(stream) + 1
+    if len(key) <= prefix_len or not key.startswith(stream) or key[len(stream) : prefix_len] != b":":
+        return False
+    rest = key[prefix_len:]
+    if rest.isdigit():
+        return True  # an append-layout record of this stream, from before a switch to dedup
+    separators = 0
+    escaped = False
+    for byte in rest:
+        if escaped:
+            escaped = False
+        elif byte == 0x5C:  # backslash
+            escaped = True
+        elif byte == 0x3A:  # colon
+            separators += 1
+    return separators == components - 1 and not escaped
+
+
+def meta_key(stream: bytes) -> bytes:
+    """Where a refresh-aware stream keeps its generation bookkeeping (a small hash)."""
+    return b"_airbyte_meta:" + stream

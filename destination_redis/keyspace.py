@@ -1,7 +1,7 @@
 """Find and delete exactly a stream's keys: SCAN (never KEYS) + UNLINK, DEL on servers before 4.0.
 
-SCAN's MATCH is only a coarse filter (see `keys.record_scan_pattern`); every key it returns is
-checked again by the layout's predicate before it is deleted.
+SCAN's MATCH is only a coarse filter; every batch of keys it returns goes through the layout's
+`choose`, which keeps only keys the stream owns (and, for generations, only old ones).
 """
 
 from __future__ import annotations
@@ -20,27 +20,29 @@ def scan_keys(target: RedisTarget, pattern: bytes) -> Iterator[bytes]:
     cursor = 0
     client = target.client
     while True:
-        cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
-        yield from (key if isinstance(key, bytes) else key.encode() for key in keys)
+        cursor, found = client.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
+        yield from (key if isinstance(key, bytes) else key.encode() for key in found)
         if cursor == 0:
             return
 
 
 def delete_keys(
-    target: RedisTarget, runner: CommandRunner, pattern: bytes, owned: Callable[[bytes], bool]
+    target: RedisTarget,
+    runner: CommandRunner,
+    pattern: bytes,
+    choose: Callable[[list[bytes]], list[bytes]],
 ) -> int:
-    """Delete the keys that match `pattern` and that `owned` confirms; returns how many."""
+    """Delete the keys matching `pattern` that `choose` picks from each batch; returns how many."""
     verb = b"UNLINK" if target.server.has_unlink else b"DEL"
-    batch: list[bytes] = []
     deleted = 0
+    batch: list[bytes] = []
     for key in scan_keys(target, pattern):
-        if owned(key):
-            batch.append(key)
+        batch.append(key)
         if len(batch) >= DELETE_BATCH:
-            deleted += _delete(runner, verb, batch)
+            deleted += _delete(runner, verb, choose(batch))
             batch = []
     if batch:
-        deleted += _delete(runner, verb, batch)
+        deleted += _delete(runner, verb, choose(batch))
     return deleted
 
 

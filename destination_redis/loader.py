@@ -2,7 +2,9 @@
 
 A STATE is released only after every record received before it has been acknowledged by Redis
 (all writers drained), in the order received, with `destinationStats.recordCount` set. Memory is
-bounded by the batch limits, not by the size of the input.
+bounded by the batch limits, not by the size of the input. A stream is complete when a TRACE
+STREAM_STATUS COMPLETE arrives for it, or, when the source sends no statuses at all, at the end
+of input; only then may a refresh remove older generations.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ from collections.abc import Iterable, Iterator
 
 from destination_redis.catalog import Stream, StreamResolver
 from destination_redis.errors import config_error
-from destination_redis.messages import InputError, Record, StateMessage, read_messages
-from destination_redis.writers import StreamWriter
+from destination_redis.messages import (
+    InputError,
+    Record,
+    StateMessage,
+    completed_stream,
+    is_stream_status,
+    read_messages,
+)
+from destination_redis.writers import RecordError, StreamWriter
 
 logger = logging.getLogger("airbyte")
 
@@ -24,11 +33,12 @@ BATCH_BYTES = 16 * 1024 * 1024
 class _Lane:
     """One stream's writer and its records since the stream's last STATE (for recordCount)."""
 
-    __slots__ = ("since_state", "writer")
+    __slots__ = ("completed", "since_state", "writer")
 
     def __init__(self, writer: StreamWriter) -> None:
         self.writer = writer
         self.since_state = 0
+        self.completed = False
 
 
 class Loader:
@@ -45,6 +55,7 @@ class Loader:
         self._batch_bytes = batch_bytes
         self._routes: dict[tuple[str | None, str], _Lane] = {}
         self._since_global_state = 0
+        self._statuses_seen = False
         self.records_written = 0
 
     def run(self, lines: Iterable[bytes]) -> Iterator[bytes]:
@@ -54,11 +65,14 @@ class Loader:
         routes = self._routes
         buffered = buffered_bytes = 0
         try:
-            for _number, line, message, data in read_messages(lines):
+            for number, line, message, data in read_messages(lines):
                 record = message.record
                 if record is not None and message.type == "RECORD":
                     lane = routes.get((record.namespace, record.stream)) or self._route(record)
-                    lane.writer.add(record.emitted_at, data)
+                    try:
+                        lane.writer.add(record.emitted_at, data)
+                    except RecordError as exc:
+                        raise InputError(number, str(exc)) from None
                     lane.since_state += 1
                     buffered += 1
                     buffered_bytes += len(data)
@@ -69,10 +83,20 @@ class Loader:
                     self._flush()
                     buffered = buffered_bytes = 0
                     yield self._count_state(StateMessage(line))
+                elif is_stream_status(message):
+                    self._statuses_seen = True
+                    done = completed_stream(message)
+                    if done is not None:
+                        self._flush()
+                        buffered = buffered_bytes = 0
+                        self._complete(done)
         except InputError as exc:
             self._flush()  # nothing before the bad line is lost
             raise exc.as_traced() from None
         self._flush()
+        if not self._statuses_seen:  # a source without statuses: the end of input completes all
+            for lane in self._lanes.values():
+                self._complete_lane(lane)
         logger.info(f"Wrote {self.records_written} records.")
 
     def _route(self, record: Record) -> _Lane:
@@ -89,6 +113,16 @@ class Loader:
             written = lane.writer.flush()
             self.records_written += written
             self._since_global_state += written
+
+    def _complete(self, descriptor: tuple[str | None, str]) -> None:
+        stream = self._resolver.find(*descriptor)
+        if stream is not None:
+            self._complete_lane(self._lanes[stream])
+
+    def _complete_lane(self, lane: _Lane) -> None:
+        if not lane.completed:
+            lane.completed = True
+            lane.writer.complete()
 
     def _count_state(self, state: StateMessage) -> bytes:
         """The state line with recordCount: its stream's records since that stream's last state,

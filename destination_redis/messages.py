@@ -39,6 +39,7 @@ class Message(msgspec.Struct):
     type: MessageType
     record: Record | None = None
     state: msgspec.Raw = msgspec.Raw(b"")  # raw: msgspec has no Raw | None; b"" means absent
+    trace: msgspec.Raw = msgspec.Raw(b"")
 
 
 class InputError(Exception):
@@ -126,3 +127,22 @@ class StateMessage:
         stats["recordCount"] = float(count)
         self.state["destinationStats"] = stats
         return orjson.dumps(self.message) + b"\n"
+
+
+def completed_stream(message: Message) -> tuple[str | None, str] | None:
+    """(namespace, name) of a TRACE STREAM_STATUS COMPLETE message, else None."""
+    if message.type != "TRACE" or not bytes(message.trace):
+        return None
+    trace = orjson.loads(bytes(message.trace))
+    if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
+        return None
+    status = trace.get("stream_status") or {}
+    descriptor = status.get("stream_descriptor") or {}
+    name = descriptor.get("name")
+    if status.get("status") != "COMPLETE" or not isinstance(name, str):
+        return None
+    return descriptor.get("namespace"), name
+
+
+def is_stream_status(message: Message) -> bool:
+    return message.type == "TRACE" and b'"STREAM_STATUS"' in bytes(message.trace)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID, hset_template, pack_hset
+from destination_redis.writers.hash import (
+    F_DATA,
+    F_EMITTED_AT,
+    F_ID,
+    expire_template,
+    hset_template,
+    pack_record,
+    pack_record_with_expire,
+)
 
 
 @pytest.mark.parametrize("verb", [b"HSET", b"HMSET"])
@@ -33,4 +41,8 @@ def test_pack_hset_matches_hiredis(
         )
     )
     template = hset_template(verb, stream_key)
-    assert pack_hset(template, len(stream_key) + 1, record_id, emitted_at, data) == expected
+    assert pack_record(template, len(stream_key) + 1, record_id, emitted_at, data) == expected
+    with_expire = template + expire_template(stream_key, 3600)
+    expire = hiredis.pack_command((b"EXPIRE", b"%s:%d" % (stream_key, record_id), b"3600"))
+    packed = pack_record_with_expire(with_expire, len(stream_key) + 1, record_id, emitted_at, data)
+    assert packed == expected + expire

@@ -1,20 +1,24 @@
-"""One writer module per cache type, all behind `StreamWriter`."""
+"""One writer module per cache type (and sync mode), all behind `StreamWriter`."""
 
 from destination_redis.catalog import Stream
 from destination_redis.commands import CommandRunner
 from destination_redis.config import RedisConfig
 from destination_redis.connection import RedisTarget
-from destination_redis.writers.base import StreamWriter
+from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.hash import HashWriter
+from destination_redis.writers.hash_dedup import HashDedupWriter
 
 
 def make_writer(
     config: RedisConfig, stream: Stream, target: RedisTarget, runner: CommandRunner
 ) -> StreamWriter:
     """The writer of the configured cache type for one stream."""
+    ttl = getattr(config, "ttl_seconds", None) or None
     if config.cache_type == "hash":
-        return HashWriter(stream, target, runner)
+        if stream.sync_mode == "append_dedup":
+            return HashDedupWriter(stream, target, runner, ttl)
+        return HashWriter(stream, target, runner, ttl)
     raise ValueError(f"unknown cache type {config.cache_type}")  # config validation forbids it
 
 
-__all__ = ["HashWriter", "StreamWriter", "make_writer"]
+__all__ = ["HashDedupWriter", "HashWriter", "RecordError", "StreamWriter", "make_writer"]

@@ -1,30 +1,72 @@
-"""The small interface every cache type implements; the loader knows nothing else of Redis."""
+"""The small interface every cache type implements; the loader knows nothing else of Redis.
+
+The base class owns what is the same for every layout: the stream key and counter, the
+up-front clear of a legacy overwrite, and the generation bookkeeping of refresh-aware catalogs.
+A layout implements buffering and writing (`add`, `flush`) and its two deletions.
+"""
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 
+from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import CommandRunner
 from destination_redis.connection import RedisTarget
+from destination_redis.generations import Generations
+
+logger = logging.getLogger("airbyte")
+
+
+class RecordError(Exception):
+    """A record this layout cannot store (e.g. a missing primary key); the loader adds the line."""
 
 
 class StreamWriter(ABC):
-    """Owns one stream's keys: prepares them, buffers records, and writes them on flush."""
+    """Owns one stream's keys: prepares them, buffers records, writes them on flush."""
 
-    def __init__(self, stream: Stream, target: RedisTarget, runner: CommandRunner) -> None:
+    def __init__(
+        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
+    ) -> None:
         self.stream = stream
         self.target = target
         self.runner = runner
+        self.ttl_seconds = ttl_seconds
+        self.key = keys.stream_key(stream.namespace, stream.name)  # also the id counter
+        self.generations = Generations(stream, self.key, runner) if stream.tracks_generations else None
 
-    @abstractmethod
     def start(self) -> None:
-        """Runs once before any record of the sync (overwrite: clear the stream's keys)."""
+        """Runs once before any record of the sync."""
+        if self.generations is not None:
+            self.generations.begin()
+        elif self.stream.sync_mode == "overwrite":
+            # Legacy catalog (no generation ids): the seed's up-front delete; ids restart at 1.
+            deleted = self.delete_older_than(None)
+            self.runner.run([(b"DEL", self.key)])
+            logger.info(f"Overwrite of stream '{self.stream.label}': deleted {deleted} existing records.")
+
+    def complete(self) -> None:
+        """The stream completed successfully: now, and only now, old generations are removed."""
+        if self.generations is None:
+            return
+        cutoff = self.generations.cutoff()
+        if cutoff is not None:
+            deleted = self.delete_older_than(cutoff)
+            logger.info(
+                f"Stream '{self.stream.label}' completed generation {self.generations.generation}: "
+                f"deleted {deleted} records of older generations."
+            )
+        self.generations.finish()
 
     @abstractmethod
     def add(self, emitted_at: int, data: bytes) -> None:
-        """Buffer one record; `data` is the record's data as compact JSON."""
+        """Buffer one record (`data`: compact JSON); raise RecordError if it cannot be stored."""
 
     @abstractmethod
     def flush(self) -> int:
         """Write what is buffered and wait for Redis to acknowledge it; returns the count."""
+
+    @abstractmethod
+    def delete_older_than(self, first_kept_id: int | None) -> int:
+        """Delete this stream's records with an id below `first_kept_id` (None: all of them)."""

@@ -6,9 +6,6 @@ retried after a lost connection rewrites the same keys instead of duplicating re
 
 from __future__ import annotations
 
-import logging
-from functools import partial
-
 from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import CommandRunner
@@ -16,34 +13,25 @@ from destination_redis.connection import RedisTarget
 from destination_redis.keyspace import delete_keys
 from destination_redis.writers.base import StreamWriter
 
-logger = logging.getLogger("airbyte")
-
 F_ID = b"_airbyte_ab_id"
 F_EMITTED_AT = b"_airbyte_emitted_at"
 F_DATA = b"_airbyte_data"
 
 
 class HashWriter(StreamWriter):
-    def __init__(self, stream: Stream, target: RedisTarget, runner: CommandRunner) -> None:
-        super().__init__(stream, target, runner)
-        self.key = keys.stream_key(self.stream.namespace, self.stream.name)
+    def __init__(
+        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
+    ) -> None:
+        super().__init__(stream, target, runner, ttl_seconds)
         # HSET with several fields needs Redis 4.0; HMSET does the same before it.
-        self._set = b"HSET" if self.target.server.has_multi_field_hset else b"HMSET"
-        self._template = hset_template(self._set, self.key)
+        self.set_verb = b"HSET" if self.target.server.has_multi_field_hset else b"HMSET"
+        self._template = hset_template(self.set_verb, self.key)
+        self._pack = pack_record
+        if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
+            self._template += expire_template(self.key, ttl_seconds)
+            self._pack = pack_record_with_expire
         self._emitted: list[int] = []
         self._data: list[bytes] = []
-
-    def start(self) -> None:
-        if self.stream.sync_mode != "overwrite":
-            return
-        deleted = delete_keys(
-            self.target,
-            self.runner,
-            keys.record_scan_pattern(self.key),
-            partial(keys.is_record_key, self.key),
-        )
-        self.runner.run([(b"DEL", self.key)])  # the counter restarts: ids run 1..N
-        logger.info(f"Overwrite of stream '{self.stream.label}': deleted {deleted} existing records.")
 
     def add(self, emitted_at: int, data: bytes) -> None:
         self._emitted.append(emitted_at)
@@ -55,30 +43,45 @@ class HashWriter(StreamWriter):
             return 0
         (last_id,) = self.runner.run([(b"INCRBY", self.key, count)])
         first_id = int(last_id) - count + 1
-        template, key_len = self._template, len(self.key) + 1
+        template, key_len, pack = self._template, len(self.key) + 1, self._pack
         payload = b"".join(
             [
-                pack_hset(template, key_len, record_id, emitted_at, data)
+                pack(template, key_len, record_id, emitted_at, data)
                 for record_id, emitted_at, data in zip(
                     range(first_id, first_id + count), self._emitted, self._data, strict=True
                 )
             ]
         )
-        self.runner.run_packed(payload, count, lambda i: self._command(first_id + i, i))
+        per_record = 2 if self.ttl_seconds else 1
+        self.runner.run_packed(
+            payload, count * per_record, lambda i: self._command(first_id, i // per_record)
+        )
         self._emitted = []
         self._data = []
         return count
 
-    def _command(self, record_id: int, index: int) -> tuple[bytes, ...]:
-        """Command `index` of the batch being flushed, for error messages."""
+    def _command(self, first_id: int, index: int) -> tuple[bytes, ...]:
+        """The HSET of record `index` of the batch being flushed, for error messages."""
+        record_id = first_id + index
         return (
-            self._set, keys.record_key(self.key, record_id), F_ID, b"%d" % record_id,
+            self.set_verb, keys.record_key(self.key, record_id), F_ID, b"%d" % record_id,
             F_EMITTED_AT, b"%d" % self._emitted[index], F_DATA, self._data[index],
         )
 
+    def delete_older_than(self, first_kept_id: int | None) -> int:
+        def choose(batch: list[bytes]) -> list[bytes]:
+            prefix_len = len(self.key) + 1
+            return [
+                key for key in batch
+                if keys.is_record_key(self.key, key)
+                and (first_kept_id is None or int(key[prefix_len:]) < first_kept_id)
+            ]
+
+        return delete_keys(self.target, self.runner, keys.record_scan_pattern(self.key), choose)
+
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:
-    """RESP of one record's HSET/HMSET with the stream key baked in, for `pack_hset`."""
+    """RESP of one record's HSET/HMSET with the stream key baked in, for `pack_record`."""
     return (
         b"*8\r\n$%d\r\n%s\r\n$%%d\r\n" % (len(verb), verb)
         + stream_key.replace(b"%", b"%%")
@@ -87,10 +90,19 @@ def hset_template(verb: bytes, stream_key: bytes) -> bytes:
     )
 
 
-def pack_hset(template: bytes, key_len: int, record_id: int, emitted_at: int, data: bytes) -> bytes:
-    """The same bytes as hiredis.pack_command((verb, K:id, F_ID, id, ...)), twice as fast.
+def expire_template(stream_key: bytes, ttl_seconds: int) -> bytes:
+    """RESP of `EXPIRE K:<id> ttl`, appended to the HSET template (takes id length and id)."""
+    ttl = b"%d" % ttl_seconds
+    return (
+        b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n" + stream_key.replace(b"%", b"%%")
+        + b":%%s\r\n$%d\r\n%s\r\n" % (len(ttl), ttl)
+    )
 
-    The hot path: one bytes formatting per record instead of building and packing a tuple.
+
+def pack_record(template: bytes, key_len: int, record_id: int, emitted_at: int, data: bytes) -> bytes:
+    """The same bytes as hiredis.pack_command((verb, K:id, F_ID, id, ...)) (+ EXPIRE), faster.
+
+    The hot path: one bytes formatting per record instead of building and packing tuples.
     `key_len` is len(stream key) + 1 for the ':'.
     """
     id_text = b"%d" % record_id
@@ -98,4 +110,17 @@ def pack_hset(template: bytes, key_len: int, record_id: int, emitted_at: int, da
     return template % (
         key_len + len(id_text), id_text, len(id_text), id_text,
         len(emitted_text), emitted_text, len(data), data,
+    )
+
+
+def pack_record_with_expire(
+    template: bytes, key_len: int, record_id: int, emitted_at: int, data: bytes
+) -> bytes:
+    """`pack_record` for the HSET + EXPIRE template (the key appears once more)."""
+    id_text = b"%d" % record_id
+    emitted_text = b"%d" % emitted_at
+    key_part = key_len + len(id_text)
+    return template % (
+        key_part, id_text, len(id_text), id_text,
+        len(emitted_text), emitted_text, len(data), data, key_part, id_text,
     )

@@ -1,0 +1,99 @@
+"""append_dedup on the hash layout: one hash per primary key at `K:<pk>` (see keys.dedup_key).
+
+Each upsert is `MULTI; DEL K:<pk>; HSET K:<pk> ...; [EXPIRE K:<pk> ttl]; EXEC`: an atomic
+replace, so no field of an older version survives, and every command of it touches one key (one
+hash slot on Redis Cluster). A record whose `_ab_cdc_deleted_at` is set deletes its key instead.
+Both run in record order in one pipeline, so a later record for the same key wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from destination_redis import keys
+from destination_redis.catalog import Stream
+from destination_redis.commands import Command, CommandRunner
+from destination_redis.connection import RedisTarget
+from destination_redis.keyspace import delete_keys
+from destination_redis.writers.base import RecordError, StreamWriter
+from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID
+
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+
+
+class HashDedupWriter(StreamWriter):
+    def __init__(
+        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
+    ) -> None:
+        super().__init__(stream, target, runner, ttl_seconds)
+        self.set_verb = b"HSET" if self.target.server.has_multi_field_hset else b"HMSET"
+        self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
+        self._upserts = 0
+
+    def add(self, emitted_at: int, data: bytes) -> None:
+        record = orjson.loads(data)
+        key = keys.dedup_key(self.key, [self._component(record, path) for path in self.stream.primary_key])
+        if record.get(CDC_DELETED_AT) is not None:
+            self._ops.append(key)
+        else:
+            self._ops.append((key, emitted_at, data))
+            self._upserts += 1
+
+    def _component(self, record: dict[str, Any], path: tuple[str, ...]) -> str:
+        value: Any = record
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            raise RecordError(
+                f"the primary key field '{'.'.join(path)}' of stream '{self.stream.label}' is missing "
+                f"or null, so the record has no key to be deduplicated on"
+            )
+        if isinstance(value, str):
+            return value
+        return orjson.dumps(value).decode()
+
+    def flush(self) -> int:
+        if not self._ops:
+            return 0
+        next_id = 0
+        if self._upserts:
+            (last_id,) = self.runner.run([(b"INCRBY", self.key, self._upserts)])
+            next_id = int(last_id) - self._upserts + 1
+        commands: list[Command] = []
+        for op in self._ops:
+            if isinstance(op, bytes):
+                commands.append((b"DEL", op))
+                continue
+            key, emitted_at, data = op
+            commands += [
+                (b"MULTI",),
+                (b"DEL", key),
+                (self.set_verb, key, F_ID, next_id, F_EMITTED_AT, emitted_at, F_DATA, data),
+            ]
+            if self.ttl_seconds:
+                commands.append((b"EXPIRE", key, self.ttl_seconds))
+            commands.append((b"EXEC",))
+            next_id += 1
+        self.runner.run(commands)
+        count = len(self._ops)
+        self._ops = []
+        self._upserts = 0
+        return count
+
+    def delete_older_than(self, first_kept_id: int | None) -> int:
+        components = len(self.stream.primary_key)
+
+        def choose(batch: list[bytes]) -> list[bytes]:
+            owned = [key for key in batch if keys.is_dedup_key(self.key, key, components)]
+            if first_kept_id is None:
+                return owned
+            # A key's generation is told by its record id: read them, skip keys that are not ours.
+            ids = self.runner.run([(b"HGET", key, F_ID) for key in owned], tolerate_errors=True)
+            return [
+                key for key, record_id in zip(owned, ids, strict=True)
+                if isinstance(record_id, bytes) and record_id.isdigit() and int(record_id) < first_kept_id
+            ]
+
+        return delete_keys(self.target, self.runner, keys.dedup_scan_pattern(self.key), choose)
