@@ -13,7 +13,7 @@ def make_writer(
     config: RedisConfig, stream: Stream, target: RedisTarget, runner: CommandRunner
 ) -> StreamWriter:
     """The writer of the configured cache type for one stream."""
-    ttl = getattr(config, "ttl_seconds", None) or None
+    ttl = config.ttl_seconds or None  # 0 means no TTL
     if config.cache_type == "hash":
         if stream.sync_mode == "append_dedup":
             return HashDedupWriter(stream, target, runner, ttl)
