@@ -23,7 +23,13 @@ PY
 )"
 if [ "$(cat "$VENV/.installed" 2>/dev/null || true)" != "$_stamp" ]; then
   echo "Installing destination-redis and its pinned dependencies into $VENV"
-  (cd "$_repo" && "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e '.[tests]')
+  # pip's output goes to a log, shown only when the install fails.
+  if ! (cd "$_repo" && "$VENV/bin/python" -m pip install -c constraints.txt -e '.[tests]') \
+      >"$VENV/pip-install.log" 2>&1; then
+    cat "$VENV/pip-install.log" >&2
+    echo "pip install failed (log: $VENV/pip-install.log)" >&2
+    exit 1
+  fi
   echo "$_stamp" > "$VENV/.installed"
 fi
 unset _repo _stamp
