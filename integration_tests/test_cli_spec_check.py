@@ -56,33 +56,12 @@ def test_spec_prints_spec_json(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_check_succeeds_and_leaves_no_key(
+def test_check_succeeds_with_a_0_1_4_config_and_leaves_no_key(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     redis_client.set("existing", "1")
-    redis_client.hset(":users:1", mapping={"a": "b"})
-    result = check(tmp_path, redis_server.config())
-    assert result.returncode == 0, result.stderr
-    status = result.connection_status
-    assert status["status"] == "SUCCEEDED", status
-    assert f"127.0.0.1:{redis_server.port}" in str(status["message"])
-    assert redis_client.dbsize() == 2
-    assert sorted(redis_client.keys("*")) == [b":users:1", b"existing"]
-
-
-def test_check_succeeds_on_another_db_and_writes_nothing_there(
-    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
-    result = check(tmp_path, redis_server.config(db=3))
-    assert result.connection_status["status"] == "SUCCEEDED", result.stdout
-    assert redis_client.dbsize() == 0
-    assert redis_server.client(db=3).dbsize() == 0
-
-
-def test_check_succeeds_with_a_0_1_4_config(
-    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
-    config = {
+    redis_client.execute_command("HSET", ":users:1", "a", "b")
+    config = {  # as Airbyte's 0.1.4 connector saved it
         "host": "127.0.0.1",
         "port": redis_server.port,
         "username": "",
@@ -93,7 +72,15 @@ def test_check_succeeds_with_a_0_1_4_config(
         "tunnel_method": {"tunnel_method": "NO_TUNNEL"},
     }
     result = check(tmp_path, config)
-    assert result.connection_status["status"] == "SUCCEEDED", result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    status = result.connection_status
+    assert status["status"] == "SUCCEEDED", status
+    assert f"127.0.0.1:{redis_server.port}" in str(status["message"])
+    assert redis_client.dbsize() == 2
+    assert sorted(redis_client.keys("*")) == [b":users:1", b"existing"]
+    for db in range(1, 16):
+        assert redis_server.client(db=db).dbsize() == 0
 
 
 def test_check_fails_when_nothing_listens(tmp_path: Path) -> None:
