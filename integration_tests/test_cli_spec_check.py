@@ -132,7 +132,7 @@ def test_check_fails_without_write_permission(tmp_path: Path, fresh_server: Redi
 def test_check_succeeds_for_a_user_allowed_to_read_and_write(
     tmp_path: Path, fresh_server: RedisServer
 ) -> None:
-    """A typical application user: data commands only, no connection-management commands (CLIENT)."""
+    """A typical application user: data commands (and MULTI), none for connections such as CLIENT."""
     fresh_server.client().execute_command(
         "ACL",
         "SETUSER",
@@ -143,6 +143,7 @@ def test_check_succeeds_for_a_user_allowed_to_read_and_write(
         "+@read",
         "+@write",
         "+@keyspace",
+        "+@transaction",
         "+info",
         "+ping",
     )
