@@ -7,8 +7,9 @@ fields (the platform's `id`, future fields) are echoed unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 import orjson
@@ -82,51 +83,81 @@ def read_messages(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Message,
             data = compact_json(message.record.data)
             if data[:1] != b"{":
                 raise InputError(number, "`record.data` must be a JSON object")
-        elif message.type == "STATE" and bytes(message.state) in (b"", b"null"):
-            raise InputError(number, "a STATE message without `state`")
+        elif message.type == "STATE" and bytes(message.state)[:1] != b"{":
+            raise InputError(number, "a STATE message needs a `state` object")
         yield number, line, message, data
 
 
 def compact_json(raw: msgspec.Raw | bytes) -> bytes:
     """`data` as compact JSON: no insignificant whitespace, non-ASCII as UTF-8, numbers as sent.
 
-    Escaped non-ASCII (`\\u00e9`) is unescaped by a decode/encode round trip; without escapes the
-    text is only stripped of whitespace, which keeps every number exactly as the source wrote it.
+    A text-level rewrite, never a decode/encode round trip, so every number keeps the exact
+    digits the source wrote (`1.50`, `1E5`, integers beyond 64 bits).
     """
     text = msgspec.json.format(raw, indent=-1)
     if b"\\u" in text:
-        try:
-            return msgspec.json.encode(msgspec.json.decode(text))
-        except (msgspec.DecodeError, msgspec.EncodeError, UnicodeError):
-            return text
+        text = _ESCAPE.sub(_unescape, text)
     return text
 
 
+# A `\uXXXX` escape (or a surrogate pair of them), or any other escape, taken whole so that the
+# second backslash of `\\` is never read as the start of an escape.
+_ESCAPE = re.compile(
+    rb"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\.",
+    re.DOTALL,
+)
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    """UTF-8 for an escaped character, except those JSON requires escaped (and lone surrogates)."""
+    if match.group(1):
+        high, low = int(match.group(1), 16), int(match.group(2), 16)
+        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).encode()
+    if match.group(3):
+        code = int(match.group(3), 16)
+        if code >= 0x20 and code not in (0x22, 0x5C) and not 0xD800 <= code <= 0xDFFF:
+            return chr(code).encode()
+    return match.group(0)
+
+
+_RawObject = dict[str, msgspec.Raw]
+
+
 class StateMessage:
-    """A STATE line as the source sent it, with every field kept."""
+    """A STATE line as the source sent it: every field, and every byte of them, kept.
+
+    The message and its `state` are split into raw fields; only `destinationStats` is replaced,
+    so cursors with big integers or exotic floats are echoed exactly as they came.
+    """
 
     def __init__(self, line: bytes) -> None:
-        self.message: dict[str, Any] = orjson.loads(line)
-        self.state: dict[str, Any] = self.message["state"]
+        self._message = msgspec.json.decode(line, type=_RawObject)
+        self._state = msgspec.json.decode(self._message["state"], type=_RawObject)
 
     @property
     def kind(self) -> str:
-        return str(self.state.get("type") or "LEGACY")
+        raw = self._state.get("type")
+        kind = msgspec.json.decode(raw) if raw is not None else None
+        return kind if isinstance(kind, str) else "LEGACY"
 
     @property
     def stream_descriptor(self) -> tuple[str | None, str] | None:
-        stream = self.state.get("stream") or {}
-        descriptor = stream.get("stream_descriptor") or {}
-        name = descriptor.get("name")
+        raw = self._state.get("stream")
+        stream = msgspec.json.decode(raw) if raw is not None else None
+        descriptor = (stream.get("stream_descriptor") if isinstance(stream, dict) else None) or {}
+        name = descriptor.get("name") if isinstance(descriptor, dict) else None
         return (descriptor.get("namespace"), name) if isinstance(name, str) else None
 
     def with_record_count(self, count: int) -> bytes:
-        stats = self.state.get("destinationStats")
-        if not isinstance(stats, dict):
-            stats = {}
-        stats["recordCount"] = float(count)
-        self.state["destinationStats"] = stats
-        return orjson.dumps(self.message) + b"\n"
+        """The line to emit: `state.destinationStats.recordCount` set, all else as received."""
+        raw_stats = self._state.get("destinationStats")
+        stats: _RawObject = {}
+        if raw_stats is not None and bytes(raw_stats)[:1] == b"{":
+            stats = msgspec.json.decode(raw_stats, type=_RawObject)
+        stats["recordCount"] = msgspec.Raw(msgspec.json.encode(float(count)))
+        self._state["destinationStats"] = msgspec.Raw(msgspec.json.encode(stats))
+        self._message["state"] = msgspec.Raw(msgspec.json.encode(self._state))
+        return msgspec.json.encode(self._message) + b"\n"
 
 
 def completed_stream(message: Message) -> tuple[str | None, str] | None:
