@@ -29,7 +29,7 @@ setup(
     install_requires=MAIN_REQUIREMENTS,
     extras_require={"tests": TEST_REQUIREMENTS},
     package_data={"destination_redis": ["spec.json", "sample/*"]},
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     entry_points={
         "console_scripts": [
             "destination-redis=destination_redis.run:run",

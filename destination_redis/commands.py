@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis import exceptions as rex
@@ -22,6 +22,9 @@ from destination_redis.errors import config_error, system_error, transient_error
 logger = logging.getLogger("airbyte")
 
 Command = Sequence[bytes | str | int]
+
+# hiredis' type stub declares a one-element tuple; the function packs any number of arguments.
+pack_command = cast(Callable[[tuple[bytes | str | int | float, ...]], bytes], hiredis.pack_command)
 
 # Error codes after which the same write may succeed if retried (after a backoff).
 RETRYABLE_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"})
@@ -42,7 +45,7 @@ class CommandRunner:
         """
         if not commands:
             return []
-        payload = b"".join([hiredis.pack_command(tuple(cmd)) for cmd in commands])  # type: ignore[arg-type]
+        payload = b"".join([pack_command(tuple(cmd)) for cmd in commands])
         return self.run_packed(payload, len(commands), commands.__getitem__, tolerate_errors)
 
     def run_packed(

@@ -1,6 +1,6 @@
 """Benchmark: the real `destination-redis write` end to end vs `redis-cli --pipe` on the same HSETs.
 
-Usage: .venv/bin/python scripts/benchmark.py [--records 1000000]
+Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|dedup] [--ttl S]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
 a throwaway redis-server on a free loopback port, pipes the file into the console script (as a
@@ -20,11 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hiredis
 
+from destination_redis.commands import pack_command
 from integration_tests.servers import RedisServer
 
 STREAM = "bench"
@@ -58,7 +59,7 @@ def write_inputs(n: int, folder: Path) -> tuple[Path, Path, int]:
             data_bytes += len(data)
             out.write(b'{"type":"RECORD","record":{"stream":"bench","data":%s,"emitted_at":%d}}\n'
                       % (data, EMITTED_AT))
-            cli.write(hiredis.pack_command((  # type: ignore[arg-type]
+            cli.write(pack_command((
                 b"HSET", b":bench:%d" % i, b"_airbyte_ab_id", b"%d" % i,
                 b"_airbyte_emitted_at", b"%d" % EMITTED_AT, b"_airbyte_data", data,
             )))
@@ -68,14 +69,27 @@ def write_inputs(n: int, folder: Path) -> tuple[Path, Path, int]:
     return messages, resp, data_bytes // n
 
 
-def run_connector(server: RedisServer, messages: Path, folder: Path) -> tuple[float, float, int]:
+MODES: dict[str, dict[str, Any]] = {
+    # legacy append: the seed's layout, no generation bookkeeping
+    "append": {"destination_sync_mode": "append"},
+    # a refresh-aware full refresh, as platform >= 1.0 sends it (generation bookkeeping on)
+    "refresh": {"destination_sync_mode": "append", "generation_id": 1, "minimum_generation_id": 1,
+                "sync_id": 1},
+    # one key per primary key, atomic replace (MULTI/DEL/HSET/EXEC)
+    "dedup": {"destination_sync_mode": "append_dedup", "primary_key": [["id"]]},
+}
+
+
+def run_connector(
+    server: RedisServer, messages: Path, folder: Path, mode: str, ttl: int | None
+) -> tuple[float, float, int]:
     """Seconds, peak RSS in MB, and the number of states the connector emitted."""
     config = folder / "config.json"
-    config.write_text(json.dumps(server.config()))
+    config.write_text(json.dumps(server.config(**({"ttl_seconds": ttl} if ttl else {}))))
     catalog = folder / "catalog.json"
     catalog.write_text(json.dumps({"streams": [{
         "stream": {"name": STREAM, "json_schema": {}, "supported_sync_modes": ["incremental"]},
-        "sync_mode": "incremental", "destination_sync_mode": "append",
+        "sync_mode": "incremental", **MODES[mode],
     }]}))
     script = shutil.which("destination-redis", path=str(Path(sys.executable).parent)) or "destination-redis"
     out_path = folder / "stdout.jsonl"
@@ -105,6 +119,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--mode", choices=sorted(MODES), default="append")
+    parser.add_argument("--ttl", type=int, default=None, help="ttl_seconds for the connector's keys")
     args = parser.parse_args()
     n: int = args.records
     with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
@@ -113,9 +129,10 @@ def main() -> None:
         messages, resp, avg_bytes = write_inputs(n, folder)
         server = RedisServer().start()
         try:
-            seconds, rss_mb, states = run_connector(server, messages, folder)
+            seconds, rss_mb, states = run_connector(server, messages, folder, args.mode, args.ttl)
             client = server.client()
-            stored = client.dbsize() - 1  # minus the counter key
+            bookkeeping = 2 if args.mode == "refresh" else 1  # the counter (and the meta hash)
+            stored = client.dbsize() - bookkeeping
             if stored != n or client.hgetall(f":bench:{n}")[b"_airbyte_ab_id"] != str(n).encode():
                 raise SystemExit(f"connector stored {stored} records, expected {n}")
             client.flushall()
@@ -125,6 +142,7 @@ def main() -> None:
         finally:
             server.stop()
     rate, cli_rate = n / seconds, n / cli_seconds
+    print(f"mode: {args.mode}, ttl: {args.ttl}")
     print(f"records:            {n:,} (avg data {avg_bytes} bytes), states emitted: {states}")
     print(f"connector write:    {seconds:.2f} s = {rate:,.0f} records/s, peak RSS {rss_mb:.1f} MB")
     print(f"redis-cli --pipe:   {cli_seconds:.2f} s = {cli_rate:,.0f} records/s")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hiredis
 import pytest
 
+from destination_redis.commands import pack_command
 from destination_redis.writers.hash import (
     F_DATA,
     F_EMITTED_AT,
@@ -28,7 +28,7 @@ from destination_redis.writers.hash import (
 def test_pack_hset_matches_hiredis(
     verb: bytes, stream_key: bytes, record_id: int, emitted_at: int, data: bytes
 ) -> None:
-    expected = hiredis.pack_command(
+    expected = pack_command(
         (
             verb,
             b"%s:%d" % (stream_key, record_id),
@@ -43,6 +43,6 @@ def test_pack_hset_matches_hiredis(
     template = hset_template(verb, stream_key)
     assert pack_record(template, len(stream_key) + 1, record_id, emitted_at, data) == expected
     with_expire = template + expire_template(stream_key, 3600)
-    expire = hiredis.pack_command((b"EXPIRE", b"%s:%d" % (stream_key, record_id), b"3600"))
+    expire = pack_command((b"EXPIRE", b"%s:%d" % (stream_key, record_id), b"3600"))
     packed = pack_record_with_expire(with_expire, len(stream_key) + 1, record_id, emitted_at, data)
     assert packed == expected + expire
