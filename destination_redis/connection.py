@@ -1,23 +1,37 @@
 """The one place that opens Redis connections for a config, and reads what the server can do.
 
-`open_target` first walks the connection steps one by one on a probe connection (TCP connect,
-AUTH, SELECT, INFO), so a failure names its step from the exception type and the server's error
-code, never by guessing from message text. Then it hands out a `RedisTarget`: the pooled client
-plus the server facts, read once per command, so writers adapt to old servers without asking again.
+Layers, in order: SSH tunnel (`tunnel.py`) -> TCP -> TLS (`tls.py`) -> AUTH -> SELECT. `open_target`
+first builds the TLS context and opens the tunnel, then walks the connection steps one by one on a
+probe connection (TCP connect, TLS handshake, AUTH, SELECT, INFO), so a failure names its step from
+the exception type and the server's error code, never by guessing from message text. Then it hands
+out a `RedisTarget`: the pooled client plus the server facts, read once per command, so writers
+adapt to old servers without asking again. Leaving `open_target` closes the client and the tunnel,
+whatever the exit (success, error, interrupt).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis import exceptions as rex
+from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 
-from destination_redis.config import RedisConfig
+from destination_redis.config import RedisConfig, SshKeyTunnel, SshPasswordTunnel
 from destination_redis.errors import config_error, transient_error
+from destination_redis.tls import (
+    TlsConnection,
+    TlsHandshakeTimeout,
+    TlsSetupError,
+    build_context,
+    find_cause,
+    ssl_cause,
+)
+from destination_redis.tunnel import TunnelError, open_tunnel
 
 CONNECT_TIMEOUT_S = 10.0
 SOCKET_TIMEOUT_S = 60.0
@@ -83,46 +97,94 @@ def error_code(exc: BaseException) -> str:
     return text.split(" ", 1)[0] if text else ""
 
 
-def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
-    """What every connection needs, with RESP2: servers before 6.0 do not know RESP3's HELLO."""
-    return {
-        "host": config.host,
-        "port": config.port,
+@dataclass(frozen=True)
+class Endpoint:
+    """Where connections go: the server itself, or the local end of the SSH tunnel to it."""
+
+    host: str  # where TCP connects
+    port: int
+    server_hostname: str  # the name TLS verifies: always the Redis host of the config
+    ssl_context: ssl.SSLContext | None
+    where: str  # for messages: "host:port", plus the bastion when tunnelled
+
+
+def direct_endpoint(config: RedisConfig, ssl_context: ssl.SSLContext | None = None) -> Endpoint:
+    return Endpoint(config.host, config.port, config.host, ssl_context, f"{config.host}:{config.port}")
+
+
+def _connection_kwargs(
+    config: RedisConfig, endpoint: Endpoint
+) -> tuple[type[redis.Connection], dict[str, Any]]:
+    """The connection class and what every connection needs; RESP2: servers before 6.0 lack HELLO."""
+    kwargs: dict[str, Any] = {
+        "host": endpoint.host,
+        "port": endpoint.port,
         "protocol": 2,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_timeout": SOCKET_TIMEOUT_S,
     }
+    if endpoint.ssl_context is None:
+        return redis.Connection, kwargs
+    kwargs.update(ssl_context=endpoint.ssl_context, server_hostname=endpoint.server_hostname)
+    return TlsConnection, kwargs
 
 
-def build_client(config: RedisConfig) -> redis.Redis:
-    return redis.Redis(
-        **_connection_kwargs(config),
+def build_client(
+    config: RedisConfig, endpoint: Endpoint | None = None, client_name: str | None = CLIENT_NAME
+) -> redis.Redis:
+    """A pooled client; closing it disconnects the pool (and so every connection it made)."""
+    connection_class, kwargs = _connection_kwargs(config, endpoint or direct_endpoint(config))
+    pool = redis.ConnectionPool(
+        connection_class=connection_class,
+        **kwargs,
         username=config.username,
         password=config.password.get_secret_value() if config.password else None,
         db=config.db,
         decode_responses=False,
-        client_name=CLIENT_NAME,
+        client_name=client_name,
     )
+    return redis.Redis.from_pool(pool)
 
 
 def _fail(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
     return ConnectStepError(f"{step} failed at {where}: {detail}. {advice}", retryable)
 
 
-def probe(config: RedisConfig) -> ServerInfo:
-    """Walk TCP connect -> AUTH -> SELECT -> INFO on one connection, naming the step that fails."""
-    where = f"{config.host}:{config.port}"
-    conn = redis.Connection(**_connection_kwargs(config))
+@dataclass(frozen=True)
+class Probed:
+    server: ServerInfo
+    client_name: str | None  # None where the user may not run CLIENT SETNAME
+
+
+def probe(config: RedisConfig, endpoint: Endpoint | None = None) -> Probed:
+    """Walk TCP connect -> TLS -> AUTH -> SELECT -> INFO on one connection, naming the failing step."""
+    endpoint = endpoint or direct_endpoint(config)
+    where = endpoint.where
+    connection_class, kwargs = _connection_kwargs(config, endpoint)
+    # No CLIENT SETINFO on connect (driver_info None): `connect` is then only TCP and TLS.
+    conn = connection_class(**kwargs, driver_info=None)
     try:
         try:
             conn.connect()
-        except rex.TimeoutError:
+        except rex.TimeoutError as exc:
+            if find_cause(exc, TlsHandshakeTimeout):
+                raise _fail(
+                    "TLS handshake", where,
+                    f"the server accepted the TCP connection but did not answer the TLS handshake "
+                    f"within {CONNECT_TIMEOUT_S:.0f}s",
+                    "Check that port is the server's TLS port (tls-port), or turn SSL off for a "
+                    "server without TLS.",
+                    retryable=True,
+                ) from None
             raise _fail(
                 "TCP connect", where, f"no answer within {CONNECT_TIMEOUT_S:.0f}s",
                 "Check the host and port, and that a firewall lets this machine reach the server.",
                 retryable=True,
             ) from None
         except rex.ConnectionError as exc:
+            tls_error = ssl_cause(exc)
+            if tls_error is not None:
+                raise _tls_failure(tls_error, config, where) from None
             raise _fail(
                 "TCP connect", where, _os_reason(exc),
                 "Check the host and port, and that the server is running and reachable from here.",
@@ -130,13 +192,24 @@ def probe(config: RedisConfig) -> ServerInfo:
             ) from None
         _auth(conn, config, where)
         if config.db:
-            _step(conn, where, "SELECT", ("SELECT", config.db),
+            _step(conn, config, where, "SELECT", ("SELECT", config.db),
                   f"Choose a database index the server has (its `databases` setting; "
                   f"Redis Cluster has only database 0); {config.db} was asked for.")
-        raw = _step(conn, where, "INFO", ("INFO", "server"), "The server must answer INFO.")
-        return _parse_info(raw)
+        raw = _step(conn, config, where, "INFO", ("INFO", "server"), "The server must answer INFO.")
+        return Probed(server=_parse_info(raw), client_name=_client_name(conn, config, where))
     finally:
         conn.disconnect()
+
+
+def _client_name(conn: redis.Connection, config: RedisConfig, where: str) -> str | None:
+    """CLIENT SETNAME labels our connections in CLIENT LIST; a user without the right does without."""
+    try:
+        _step(conn, config, where, "CLIENT SETNAME", ("CLIENT", "SETNAME", CLIENT_NAME), "")
+    except ConnectStepError as exc:
+        if exc.retryable:
+            raise
+        return None
+    return CLIENT_NAME
 
 
 def _auth(conn: redis.Connection, config: RedisConfig, where: str) -> None:
@@ -157,29 +230,129 @@ def _auth(conn: redis.Connection, config: RedisConfig, where: str) -> None:
     except rex.AuthenticationWrongNumberOfArgsError:
         raise ConnectStepError(
             f"AUTH failed at {where}: the server does not know ACL users (they need Redis 6 or "
-            f"later). Remove the username and authenticate with the password alone.",
+            f"later), so the username '{config.username}' cannot be used. Remove the username and "
+            f"authenticate with the password alone.",
             False,
         ) from None
     except (rex.AuthenticationError, rex.ResponseError) as exc:
-        raise _fail("AUTH", where, f"the server answered '{_reply_text(exc)}'",
-                    "Check the username and password in the config.") from None
+        reply = _reply_text(exc)
+        if "no password is set" in reply or "without any password configured" in reply:
+            advice = "The server has no password: remove the password (and username) from the config."
+        elif config.username:
+            advice = (
+                f"Check the username ('{config.username}') and password, and that the ACL user is enabled."
+            )
+        else:
+            advice = "Check the password (the server's requirepass), or set the username of an ACL user."
+        raise _fail("AUTH", where, f"the server answered '{reply}'", advice) from None
+    except rex.ConnectionError as exc:
+        raise _lost(exc, config, where, "AUTH") from None
 
 
-def _step(conn: redis.Connection, where: str, step: str, command: tuple[Any, ...], advice: str) -> Any:
+def _step(conn: redis.Connection, config: RedisConfig, where: str, step: str, command: tuple[Any, ...],
+          advice: str) -> Any:
     try:
         conn.send_command(*command, check_health=False)
         return conn.read_response()
+    except rex.AuthenticationError:
+        # redis-py maps NOAUTH to AuthenticationError, a ConnectionError: an answer, not a loss.
+        raise _fail("AUTH", where, "the server requires a password, and none is set",
+                    "Set the password (and the username of an ACL user) in the config.") from None
     except rex.ResponseError as exc:
-        if error_code(exc) == "NOAUTH":
-            raise _fail(step, where, "the server requires a password",
-                        "Set the password (and username for an ACL user) in the config.") from None
         if error_code(exc) == "NOPERM":
-            raise _fail(step, where, f"the ACL user may not run {command[0]} ({_reply_text(exc)})",
-                        "Grant the user this command, or use another user.") from None
+            raise _fail(step, where, f"the ACL user may not run {step} ({_reply_text(exc)})",
+                        f"Grant the user this command (ACL SETUSER {config.username or 'default'} "
+                        f"+{step.lower().replace(' ', '|')}), or use another user.") from None
         raise _fail(step, where, f"the server answered '{_reply_text(exc)}'", advice) from None
     except rex.ConnectionError as exc:
-        raise _fail(step, where, f"the connection was lost ({_os_reason(exc)})",
-                    "Check that the server is healthy and try again.", retryable=True) from None
+        raise _lost(exc, config, where, step) from None
+
+
+def _lost(exc: rex.ConnectionError, config: RedisConfig, where: str, step: str) -> ConnectStepError:
+    """A connection lost right after connecting: TLS refused late (TLS 1.3), or plain vs TLS port."""
+    tls_error = ssl_cause(exc)
+    if tls_error is not None and not isinstance(tls_error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return _tls_failure(tls_error, config, where)
+    closed = (
+        tls_error is not None
+        or str(exc) == SERVER_CLOSED_CONNECTION_ERROR
+        or find_cause(exc, ConnectionResetError) is not None
+    )
+    if config.tls is not None and closed:
+        # TLS 1.3 ends the handshake on our side before the server has checked our certificate:
+        # a server that requires one (tls-auth-clients yes) and rejects ours, or misses it, closes
+        # the connection at our first command.
+        tls = config.tls
+        if tls.client_certificate:
+            return _fail("TLS handshake", where,
+                         "the server closed the connection right after the TLS handshake: it refused "
+                         "the client certificate",
+                         "Use a client certificate signed by a CA the server trusts (its tls-ca-cert-file), "
+                         "and check that it has not expired.")
+        return _fail("TLS handshake", where,
+                     "the server closed the connection right after the TLS handshake: it requires a "
+                     "client certificate (tls-auth-clients yes), and none is set",
+                     "Set client_certificate and client_key (mutual TLS).")
+    advice = "Check that the server is healthy and try again."
+    if config.tls is None:
+        advice = "If this port accepts only TLS connections, turn SSL on; else check the server's health."
+    return _fail(step, where, f"the connection was lost ({_os_reason(exc)})", advice, retryable=True)
+
+
+# OpenSSL verify codes (X509_V_ERR_*) of a server certificate that fails verification.
+_EXPIRED, _NOT_YET_VALID = 10, 9
+_NAME_MISMATCH = {62, 64}  # host name, IP address
+_UNTRUSTED = {2, 18, 19, 20, 21}  # unknown issuer, self-signed, self-signed in chain, ...
+
+# Alerts by which the server refuses our client certificate (or its absence).
+_CLIENT_CERT_REFUSED = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "TLSV1_ALERT_ACCESS_DENIED", "TLSV1_ALERT_DECRYPT_ERROR", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+}
+# What a client sees when the port does not speak TLS at all.
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "EOF"}
+
+
+def _tls_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> ConnectStepError:
+    step = "TLS handshake"
+    tls = config.tls
+    ca_given = bool(tls and tls.ca_certificate and tls.ca_certificate.get_secret_value().strip())
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code, text = exc.verify_code, str(exc.verify_message)
+        if code == _EXPIRED:
+            return _fail(step, where, f"the server's certificate has expired ({text})",
+                         "Renew the server's certificate (tls-cert-file).")
+        if code == _NOT_YET_VALID:
+            return _fail(step, where, f"the server's certificate is not valid yet ({text})",
+                         "Check the clocks of this machine and the server, or the certificate's dates.")
+        if code in _NAME_MISMATCH:
+            return _fail(step, where, f"the server's certificate does not name '{config.host}' ({text})",
+                         "Set host to a name the certificate lists (its subject alternative names), "
+                         "or reissue the certificate for this host.")
+        if code in _UNTRUSTED:
+            source = "ca_certificate" if ca_given else "the system trust store (no ca_certificate is set)"
+            return _fail(step, where, f"the server's certificate is not signed by a CA trusted by {source} "
+                         f"({text})",
+                         "Set ca_certificate to the PEM of the CA that signed the server's certificate.")
+        return _fail(step, where, f"the server's certificate was rejected ({text})",
+                     "Check the server's certificate and ca_certificate.")
+    reason = exc.reason or type(exc).__name__
+    has_client_cert = bool(tls and tls.client_certificate)
+    if reason in _CLIENT_CERT_REFUSED:
+        if not has_client_cert:
+            return _fail(step, where, f"the server requires a client certificate, and none is set ({reason})",
+                         "Set client_certificate and client_key (mutual TLS).")
+        return _fail(step, where, f"the server refused the client certificate ({reason})",
+                     "Use a client certificate signed by a CA the server trusts (its tls-ca-cert-file), "
+                     "and check that it has not expired.")
+    if reason in _NOT_TLS or isinstance(exc, ssl.SSLEOFError):
+        return _fail(step, where, f"the server did not answer with TLS ({reason})",
+                     "Check that port is the server's TLS port (tls-port), or turn SSL off for a server "
+                     "without TLS.")
+    return _fail(step, where, f"TLS failed ({reason})",
+                 "Check the server's TLS settings and the SSL settings.")
 
 
 def _parse_info(raw: Any) -> ServerInfo:
@@ -206,15 +379,42 @@ def _os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def open_endpoint(config: RedisConfig, stack: ExitStack) -> Endpoint:
+    """TLS context first (a bad PEM fails before any network), then the tunnel, kept open by `stack`."""
+    ssl_context = None
+    if config.tls is not None:
+        try:
+            ssl_context = build_context(config.tls)
+        except TlsSetupError as exc:
+            raise ConnectStepError(f"TLS setup failed: {exc.message}", False) from None
+    method = config.tunnel_method
+    if not isinstance(method, SshKeyTunnel | SshPasswordTunnel):
+        return direct_endpoint(config, ssl_context)
+    try:
+        tunnel = stack.enter_context(open_tunnel(method, config.host, config.port, CONNECT_TIMEOUT_S))
+    except TunnelError as exc:
+        raise ConnectStepError(exc.message, exc.retryable) from None
+    return Endpoint(
+        host=tunnel.local_host,
+        port=tunnel.local_port,
+        server_hostname=config.host,
+        ssl_context=ssl_context,
+        where=f"{config.host}:{config.port} via SSH bastion {tunnel.where}",
+    )
+
+
 @contextmanager
 def open_target(config: RedisConfig) -> Iterator[RedisTarget]:
-    """Probe the server step by step, then yield the pooled client; always closes it."""
-    try:
-        server = probe(config)
-    except ConnectStepError as exc:
-        raise exc.as_traced() from None
-    client = build_client(config)
-    try:
-        yield RedisTarget(client=client, server=server, where=f"{config.host}:{config.port}")
-    finally:
-        client.close()
+    """Open the tunnel, probe the server step by step, then yield the pooled client.
+
+    The client and the tunnel are closed when the block ends, however it ends.
+    """
+    with ExitStack() as stack:
+        try:
+            endpoint = open_endpoint(config, stack)
+            probed = probe(config, endpoint)
+        except ConnectStepError as exc:
+            raise exc.as_traced() from None
+        client = build_client(config, endpoint, probed.client_name)
+        stack.callback(client.close)
+        yield RedisTarget(client=client, server=probed.server, where=endpoint.where)

@@ -1,0 +1,180 @@
+"""TLS for Redis connections: one SSL context per command, built from the config's PEM texts.
+
+Why not redis-py's own `SSLConnection`: it builds a new context for every connection from file
+paths, so the client certificate and key would have to stay on disk for the whole sync (every
+reconnect reads them again). Here the context is built once; Python's `ssl` can only load a client
+certificate and key from files, so they are written to a private directory (0700, files 0600) just
+for `load_cert_chain` and removed right after, on every exit path. The CA goes in from memory.
+
+`TlsConnection` verifies the certificate against `server_hostname`, which is always the Redis host
+of the config, even when the TCP connection goes to the local end of an SSH tunnel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from cryptography.hazmat.primitives import serialization
+
+from destination_redis.config import SslVerifyFull
+
+PEM_DIR_PREFIX = "destination-redis-tls-"
+
+E = TypeVar("E", bound=BaseException)
+
+
+class TlsSetupError(Exception):
+    """The TLS settings cannot be used; `message` names the field to fix (never its content)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def build_context(tls: SslVerifyFull) -> ssl.SSLContext:
+    """A client context for verify-full: certificate chain and host name checked, TLS 1.2+."""
+    ca = _pem(tls.ca_certificate)
+    try:
+        # With no CA given, create_default_context loads the system trust store.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca or None)
+    except (ssl.SSLError, ValueError):
+        raise TlsSetupError(
+            "ca_certificate is not a PEM certificate. Paste the CA certificate that signed the "
+            "server's certificate, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----."
+        ) from None
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    certificate, key = _pem(tls.client_certificate), _pem(tls.client_key)
+    if bool(certificate) != bool(key):
+        missing = "client_key" if certificate else "client_certificate"
+        raise TlsSetupError(
+            f"Mutual TLS needs both client_certificate and client_key; {missing} is empty. "
+            f"Set both, or neither when the server does not ask for a client certificate."
+        )
+    if certificate and key:
+        password = tls.client_key_password.get_secret_value() if tls.client_key_password else None
+        _load_client_certificate(context, certificate, key, password or None)
+    return context
+
+
+def _pem(secret: Any) -> str:
+    """The PEM text of a secret field, tidied: pasted text often has \\r\\n or stray spaces."""
+    if secret is None:
+        return ""
+    text = str(secret.get_secret_value()).replace("\r\n", "\n").strip()
+    return text + "\n" if text else ""
+
+
+def _load_client_certificate(
+    context: ssl.SSLContext, certificate: str, key: str, password: str | None
+) -> None:
+    # Check the key first with cryptography: it tells "encrypted", "wrong password" and "not a
+    # key" apart, and never falls back to prompting on a terminal as OpenSSL would.
+    try:
+        serialization.load_pem_private_key(key.encode(), password.encode() if password else None)
+    except TypeError:
+        if password is None:
+            raise TlsSetupError(
+                "client_key is encrypted. Set client_key_password to its password."
+            ) from None
+        password = None  # a password for a key that is not encrypted: not needed, ignore it
+    except ValueError:
+        if password is not None and "ENCRYPTED" in key:
+            raise TlsSetupError(
+                "client_key_password does not decrypt client_key. Check the password."
+            ) from None
+        raise TlsSetupError(
+            "client_key is not a PEM private key (PKCS#1, PKCS#8 or SEC1). Paste the key from "
+            "its -----BEGIN ...PRIVATE KEY----- line to its -----END ...PRIVATE KEY----- line."
+        ) from None
+    with private_pem_files(certificate, key) as (cert_file, key_file):
+        try:
+            context.load_cert_chain(cert_file, key_file, password=password or "")
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise TlsSetupError(
+                    "client_key is not the private key of client_certificate. Set the matching pair."
+                ) from None
+            raise TlsSetupError(
+                f"client_certificate could not be loaded ({exc.reason or 'not a PEM certificate'}). "
+                f"Paste the certificate from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----."
+            ) from None
+
+
+@contextmanager
+def private_pem_files(*texts: str) -> Iterator[list[str]]:
+    """Write each text to its own file in a fresh private directory; remove it all on exit.
+
+    mkdtemp makes the directory 0700; files are created 0600 with O_EXCL, so no other user can
+    read them at any moment, and nothing outlives the block (exceptions and interrupts included).
+    """
+    directory = tempfile.mkdtemp(prefix=PEM_DIR_PREFIX)
+    try:
+        paths = []
+        for index, text in enumerate(texts):
+            path = os.path.join(directory, f"{index}.pem")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            paths.append(path)
+        yield paths
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class TlsConnection(redis.Connection):
+    """A redis-py connection that speaks TLS with a prepared context.
+
+    It connects TCP to `host:port` (the server, or the local end of an SSH tunnel) and verifies the
+    certificate for `server_hostname` (always the Redis host from the config).
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, server_hostname: str, **kwargs: Any) -> None:
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+
+    def _connect(self) -> socket.socket:
+        sock: socket.socket = super()._connect()  # type: ignore[no-untyped-call]
+        try:
+            # The handshake is part of connecting: the connect timeout applies, not the (long)
+            # socket timeout that redis-py has set on the connected socket.
+            sock.settimeout(self.socket_connect_timeout)
+            try:
+                tls_sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
+            except TimeoutError as exc:
+                raise TlsHandshakeTimeout("no answer to the TLS handshake") from exc
+            tls_sock.settimeout(self.socket_timeout)
+            return tls_sock
+        except BaseException:
+            sock.close()
+            raise
+
+
+class TlsHandshakeTimeout(TimeoutError):
+    """The TCP connection was made, but the TLS handshake got no answer (e.g. a plain-text port)."""
+
+
+def find_cause(exc: BaseException | None, kind: type[E]) -> E | None:
+    """The exception of `kind` behind a redis-py error, if any: redis-py wraps socket errors."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def ssl_cause(exc: BaseException | None) -> ssl.SSLError | None:
+    return find_cause(exc, ssl.SSLError)
