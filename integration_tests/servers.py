@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -23,6 +24,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsOptions:
+    """Serve TLS only (`--port 0 --tls-port P`) with these files; optionally require client certs."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    auth_clients: bool = False
+    # What the harness's own client presents (needed when auth_clients is on).
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+
 @dataclass
 class RedisServer:
     """One redis-server on 127.0.0.1; `client()` talks to it directly, without the connector."""
@@ -33,11 +47,24 @@ class RedisServer:
     password: str | None = None
     process: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-test-")))
+    tls: TlsOptions | None = None
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert_file),
+            "--tls-key-file", str(self.tls.key_file),
+            "--tls-ca-cert-file", str(self.tls.ca_file),
+            "--tls-auth-clients", "yes" if self.tls.auth_clients else "no",
+        ]
 
     def start(self) -> RedisServer:
         command = [
             self.binary,
-            "--port", str(self.port),
+            *self._listen_args(),
             "--bind", "127.0.0.1",
             "--dir", str(self.workdir),
             "--save", "",
@@ -62,9 +89,17 @@ class RedisServer:
             time.sleep(0.02)
 
     def client(self, db: int = 0) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            # The harness only needs to talk to its own server: TLS without verification.
+            tls = {
+                "ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": False,
+                "ssl_certfile": str(self.tls.client_cert_file) if self.tls.client_cert_file else None,
+                "ssl_keyfile": str(self.tls.client_key_file) if self.tls.client_key_file else None,
+            }
         return redis.Redis(
             host="127.0.0.1", port=self.port, password=self.password, db=db, protocol=2,
-            socket_timeout=10,
+            socket_timeout=10, **tls,
         )
 
     def stop(self) -> None:
