@@ -228,12 +228,7 @@ def _auth(conn: redis.Connection, config: RedisConfig, where: str) -> None:
         conn.send_command("AUTH", *args, check_health=False)
         conn.read_response()
     except rex.AuthenticationWrongNumberOfArgsError:
-        raise ConnectStepError(
-            f"AUTH failed at {where}: the server does not know ACL users (they need Redis 6 or "
-            f"later), so the username '{config.username}' cannot be used. Remove the username and "
-            f"authenticate with the password alone.",
-            False,
-        ) from None
+        raise _no_acl_users(conn, config, where) from None
     except (rex.AuthenticationError, rex.ResponseError) as exc:
         reply = _reply_text(exc)
         if "no password is set" in reply or "without any password configured" in reply:
@@ -247,6 +242,34 @@ def _auth(conn: redis.Connection, config: RedisConfig, where: str) -> None:
         raise _fail("AUTH", where, f"the server answered '{reply}'", advice) from None
     except rex.ConnectionError as exc:
         raise _lost(exc, config, where, "AUTH") from None
+
+
+def _no_acl_users(conn: redis.Connection, config: RedisConfig, where: str) -> ConnectStepError:
+    """A username was set, and the server (before Redis 6.0) knows only `AUTH <password>`.
+
+    The message names the server's version: INFO, after AUTH with the password alone where the
+    server requires one (the same secret, to the same server); "older than 6.0" if that fails too.
+    """
+    server = "The server (older than Redis 6.0)"
+    try:
+        try:
+            conn.send_command("INFO", "server", check_health=False)
+            raw = conn.read_response()
+        except (rex.ResponseError, rex.AuthenticationError):  # NOAUTH
+            password = config.password.get_secret_value() if config.password else ""
+            conn.send_command("AUTH", password, check_health=False)
+            conn.read_response()
+            conn.send_command("INFO", "server", check_health=False)
+            raw = conn.read_response()
+        server = f"Redis {_parse_info(raw).version_text}"
+    except rex.RedisError:
+        pass
+    return ConnectStepError(
+        f"AUTH failed at {where}: {server} has no ACL users (they came with Redis 6.0), so the "
+        f"username '{config.username}' cannot be used. Remove the username and authenticate with "
+        f"the password alone (the server's requirepass), or use Redis 6.0 or later.",
+        False,
+    )
 
 
 def _step(conn: redis.Connection, config: RedisConfig, where: str, step: str, command: tuple[Any, ...],
