@@ -1,22 +1,69 @@
 """Fixtures: real redis-server processes started on free loopback ports, stopped afterwards.
 
 Never the machine's own Redis on 6379: every server here is started by the tests.
+
+The server matrix (issue 5, `integration_tests/matrix.py`): with REDIS_MATRIX set ("all", or a
+comma list such as "2.8,7.0"), every test marked `core` runs once per requested server, with ids
+like `[redis-2.8]`; `redis_server` and `fresh_server` then start that version. A requested server
+that is missing is an error, never a skip. Tests not marked `core`, and every test without
+REDIS_MATRIX, use the default server (Debian's redis-server 7.0, or REDIS_SERVER_BIN).
+`@pytest.mark.min_redis("6.0")` skips a test, with the reason, on servers older than that.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from integration_tests.servers import RedisServer
+from integration_tests import matrix
+from integration_tests.servers import REDIS_SERVER, RedisServer
+
+_MATRIX: list[matrix.ServerBinary] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = os.environ.get("REDIS_MATRIX", "").strip()
+    if not value:
+        return
+    try:
+        _MATRIX[:] = matrix.requested(value)
+    except matrix.MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not _MATRIX:
+        return [f"redis server: {REDIS_SERVER} (REDIS_MATRIX not set)"]
+    return [f"REDIS_MATRIX: core tests run on {s.id}: {s.banner} ({s.path})" for s in _MATRIX]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the core tests over the matrix, per session: each server starts once."""
+    if not _MATRIX or "redis_binary" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("core") is None:
+        return
+    metafunc.parametrize(
+        "redis_binary", _MATRIX, ids=[s.id for s in _MATRIX], indirect=True, scope="session"
+    )
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One shared server for the session; `redis_client` empties it before each test."""
-    server = RedisServer().start()
+def redis_binary(request: pytest.FixtureRequest) -> matrix.ServerBinary:
+    """The server binary of this test: a matrix server (core tests under REDIS_MATRIX) or the default."""
+    param = getattr(request, "param", None)
+    if isinstance(param, matrix.ServerBinary):
+        return param
+    return matrix.read_binary(REDIS_SERVER)
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
+    """One shared server for the session (per matrix version); `redis_client` empties it before each test."""
+    server = RedisServer(binary=redis_binary.path).start()
     yield server
     server.stop()
 
@@ -30,8 +77,24 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def fresh_server() -> Iterator[RedisServer]:
+def fresh_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
     """A private server for a test that changes server settings (maxmemory, ACLs, ...)."""
-    server = RedisServer().start()
+    server = RedisServer(binary=redis_binary.path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _min_redis(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.min_redis("6.0")`: skip, saying why, where the server is older than that."""
+    marker = request.node.get_closest_marker("min_redis")
+    if marker is None:
+        return
+    (minimum,) = marker.args
+    binary: matrix.ServerBinary = request.getfixturevalue("redis_binary")
+    if binary.redis_version < matrix.parse_min_version(minimum):
+        reason = marker.kwargs.get("reason", "")
+        pytest.skip(
+            f"needs Redis {minimum} or later; {binary.id} is {binary.product} {binary.version_text}"
+            + (f": {reason}" if reason else "")
+        )
