@@ -27,9 +27,10 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
         with open_target(config) as target:
             _ping(target)
             _probe_write(target, config)
+            tls = f" over TLS (certificate verified for '{config.host}')" if config.tls else ""
             message = (
                 f"Connected to Redis {target.server.version_text} ({target.server.mode}) at "
-                f"{target.where}, database {config.db}; the '{config.cache_type}' layout can be written."
+                f"{target.where}{tls}, database {config.db}; the '{config.cache_type}' layout can be written."
             )
     except ConnectStepError as exc:
         return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)

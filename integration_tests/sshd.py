@@ -2,14 +2,13 @@
 
 The daemon runs as root (sshd needs it to switch to the login user) on a free loopback port, in
 the foreground (`-D -e`), with everything it reads in a private temp dir. The login user
-`airbyte-tunnel` is created once per machine (`useradd`) and given a fresh password each session;
+`airbyte-tunnel` is created once per machine (`useradd`) and given TUNNEL_PASSWORD each session;
 its authorized keys live in the temp dir (AuthorizedKeysFile), not in its home.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -26,6 +25,9 @@ from integration_tests.servers import free_port
 
 SSHD = os.environ.get("SSHD_BIN") or "/usr/sbin/sshd"
 TUNNEL_USER = "airbyte-tunnel"
+# One fixed password: every sshd of every test process (several may run at once on a machine)
+# sets the same one on the shared user, so none invalidates another's.
+TUNNEL_PASSWORD = "Tunnel-pw-SECRET-3f81c2"  # noqa: S105
 
 _OPENSSH = serialization.PrivateFormat.OpenSSH
 _PEM = serialization.PrivateFormat.TraditionalOpenSSL  # BEGIN RSA / EC PRIVATE KEY
@@ -94,10 +96,12 @@ def _ensure_user(password: str) -> None:
 @dataclass
 class SshServer:
     keys: ClientKeys = field(default_factory=make_client_keys)
-    password: str = field(default_factory=lambda: f"Tunnel-pw-{secrets.token_hex(8)}")
+    password: str = TUNNEL_PASSWORD
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sshd-test-")))
     process: subprocess.Popen[bytes] | None = None
+    # "password", or "keyboard-interactive" (through PAM, as bastions with only that method do)
+    login_method: str = "password"
 
     @property
     def log_file(self) -> Path:
@@ -128,6 +132,7 @@ class SshServer:
             handle.write(_private_text(ed25519.Ed25519PrivateKey.generate(), _OPENSSH))
 
         config = self.workdir / "sshd_config"
+        interactive = self.login_method == "keyboard-interactive"
         config.write_text(
             f"Port {self.port}\n"
             "ListenAddress 127.0.0.1\n"
@@ -135,10 +140,10 @@ class SshServer:
             f"PidFile {self.workdir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {keys_dir}/%u\n"
             "StrictModes no\n"
-            "UsePAM no\n"
+            f"UsePAM {'yes' if interactive else 'no'}\n"
             "PubkeyAuthentication yes\n"
-            "PasswordAuthentication yes\n"
-            "KbdInteractiveAuthentication no\n"
+            f"PasswordAuthentication {'no' if interactive else 'yes'}\n"
+            f"KbdInteractiveAuthentication {'yes' if interactive else 'no'}\n"
             "PermitRootLogin no\n"
             f"AllowUsers {TUNNEL_USER}\n"
             "AllowTcpForwarding yes\n"

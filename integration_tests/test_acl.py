@@ -165,13 +165,26 @@ def test_a_username_without_a_password(acl_server: RedisServer) -> None:
 
 
 class _OldServerConnection:
-    """A Redis before 6.0, as redis-py sees it: AUTH with two arguments is a wrong-arity error."""
+    """A Redis 5.0 with requirepass, as redis-py sees it: AUTH with two arguments is a wrong-arity
+    error, INFO needs AUTH first."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.authenticated = False
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
+        self.sent.append(args)
 
     def read_response(self) -> Any:
-        raise rex.AuthenticationWrongNumberOfArgsError("wrong number of arguments for 'auth' command")
+        command = self.sent[-1]
+        if command[0] == "AUTH":
+            if len(command) != 2:
+                raise rex.AuthenticationWrongNumberOfArgsError("wrong number of arguments for 'auth' command")
+            self.authenticated = True
+            return b"OK"
+        if not self.authenticated:
+            raise rex.AuthenticationError("Authentication required.")
+        return b"# Server\r\nredis_version:5.0.14\r\nredis_mode:standalone\r\n"
 
 
 def test_a_username_on_a_server_without_acls_is_explained() -> None:
@@ -180,9 +193,9 @@ def test_a_username_on_a_server_without_acls_is_explained() -> None:
     conn = _OldServerConnection()
     with pytest.raises(connection.ConnectStepError) as raised:
         connection._auth(conn, config, "old-redis:6379")  # type: ignore[arg-type]
-    assert conn.args == ("AUTH", "app", "Old-pw-77")
+    assert conn.sent[0] == ("AUTH", "app", "Old-pw-77")
     message = raised.value.message
     assert "AUTH failed at old-redis:6379" in message
-    assert "does not know ACL users" in message
+    assert "ACL users" in message
     assert "Remove the username" in message
     assert "Old-pw-77" not in message

@@ -116,6 +116,17 @@ def test_check_and_write_through_the_tunnel_with_a_password_then_the_session_end
     assert sshd.wait_for_sessions(0) == 0
 
 
+def test_password_auth_by_keyboard_interactive(behind: RedisServer) -> None:
+    """A bastion that offers keyboard-interactive (PAM) but not the password method."""
+    bastion = SshServer(login_method="keyboard-interactive").start()
+    try:
+        status, message = check_here(via(bastion, behind, bastion.tunnel_password()))
+        assert status == "SUCCEEDED", message
+        # (a wrong password is refused as with the password method, after PAM's delay of seconds)
+    finally:
+        bastion.stop()
+
+
 def test_wrong_key(sshd: SshServer, behind: RedisServer) -> None:
     failed_message(
         via(sshd, behind, sshd.tunnel_key(ssh_key=sshd.keys.unauthorized)),
