@@ -10,7 +10,7 @@ MAIN_REQUIREMENTS = [
     "orjson==3.13.0",
     "pydantic==2.14.4",
     "paramiko==5.1.0",
-    "sshtunnel==0.5.1",
+    "cryptography==50.0.2",
 ]
 
 TEST_REQUIREMENTS = [
