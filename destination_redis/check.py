@@ -29,7 +29,7 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
             _probe_write(target, config)
             tls = f" over TLS (certificate verified for '{config.host}')" if config.tls else ""
             message = (
-                f"Connected to Redis {target.server.version_text} ({target.server.mode}) at "
+                f"Connected to {target.server.label} ({target.server.mode}) at "
                 f"{target.where}{tls}, database {config.db}; the '{config.cache_type}' layout can be written."
             )
     except ConnectStepError as exc:

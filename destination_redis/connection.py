@@ -40,12 +40,22 @@ CLIENT_NAME = "airbyte-destination-redis"
 
 @dataclass(frozen=True)
 class ServerInfo:
-    version: tuple[int, int, int]
+    version: tuple[int, int, int]  # INFO's redis_version: the Redis whose commands the server has
     mode: str  # "standalone", "cluster" or "sentinel", as INFO server says
+    # Valkey reports redis_version 7.2.4 (the Redis it forked from) and its own version apart.
+    product: str = "Redis"
+    product_version: str = ""
 
     @property
     def version_text(self) -> str:
         return ".".join(str(part) for part in self.version)
+
+    @property
+    def label(self) -> str:
+        """For messages: "Redis 5.0.6", "Valkey 8.1.8 (Redis 7.2.4 compatible)"."""
+        if self.product == "Redis" or not self.product_version:
+            return f"Redis {self.version_text}"
+        return f"{self.product} {self.product_version} (Redis {self.version_text} compatible)"
 
     @property
     def has_unlink(self) -> bool:
@@ -381,9 +391,13 @@ def _tls_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> ConnectS
 def _parse_info(raw: Any) -> ServerInfo:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    valkey = fields.get("server_name", "").strip() == "valkey"  # Redis has no server_name
     return ServerInfo(
         version=parse_version(fields.get("redis_version", "0.0.0").strip()),
-        mode=fields.get("redis_mode", "standalone").strip(),
+        # Valkey 8 says server_mode where Redis says redis_mode.
+        mode=(fields.get("redis_mode") or fields.get("server_mode") or "standalone").strip(),
+        product="Valkey" if valkey else "Redis",
+        product_version=fields.get("valkey_version", "").strip() if valkey else "",
     )
 
 
