@@ -56,6 +56,7 @@ def test_spec_prints_spec_json(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.core
 def test_check_succeeds_with_a_0_1_4_config_and_leaves_no_key(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -110,6 +111,7 @@ def test_check_fails_when_the_server_requires_a_password(
     assert "healthy" not in message, message  # not a lost connection: the user must set the password
 
 
+@pytest.mark.core
 def test_check_fails_on_a_db_index_out_of_range(tmp_path: Path, redis_server: RedisServer) -> None:
     message = assert_failed(
         check(tmp_path, redis_server.config(db=99)), f"127.0.0.1:{redis_server.port}", "SELECT"
@@ -118,6 +120,8 @@ def test_check_fails_on_a_db_index_out_of_range(tmp_path: Path, redis_server: Re
     assert "database" in message.lower()
 
 
+@pytest.mark.core
+@pytest.mark.min_redis("6.0", reason="ACL users came with Redis 6.0")
 def test_check_fails_without_write_permission(tmp_path: Path, fresh_server: RedisServer) -> None:
     fresh_server.client().execute_command(
         "ACL", "SETUSER", "reader", "on", f">{PASSWORD}", "~*", "+@read", "+info", "+ping", "+select", "+auth"
@@ -129,6 +133,8 @@ def test_check_fails_without_write_permission(tmp_path: Path, fresh_server: Redi
     assert fresh_server.client().dbsize() == 0
 
 
+@pytest.mark.core
+@pytest.mark.min_redis("6.0", reason="ACL users came with Redis 6.0")
 def test_check_succeeds_for_a_user_allowed_to_read_and_write(
     tmp_path: Path, fresh_server: RedisServer
 ) -> None:

@@ -51,7 +51,8 @@ def hash_at(client: redis.Redis, key: str) -> dict[str, str]:
 
 
 def put_hash(client: redis.Redis, key: str, fields: dict[str, str]) -> None:
-    client.execute_command("HSET", key, *(part for item in fields.items() for part in item))
+    # HMSET: multi-field HSET needs Redis 4.0, and these tests also run on older servers (core).
+    client.execute_command("HMSET", key, *(part for item in fields.items() for part in item))
 
 
 def stored(record_id: int, data: Any, emitted_at: int = EMITTED) -> dict[str, str]:
@@ -112,6 +113,7 @@ def global_state(shared: dict[str, Any], **extra: Any) -> str:
 # append and overwrite ---------------------------------------------------------------------------
 
 
+@pytest.mark.core
 def test_two_syncs_append_continues_ids_and_overwrite_replaces(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -146,6 +148,7 @@ def test_two_syncs_append_continues_ids_and_overwrite_replaces(
     assert hash_at(redis_client, "other:users:1") == {"x": "y"}
 
 
+@pytest.mark.core
 def test_overwrite_without_records_still_deletes_the_streams_keys(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -165,6 +168,7 @@ def test_overwrite_without_records_still_deletes_the_streams_keys(
     assert result.states == [with_count(state, 0)]
 
 
+@pytest.mark.core
 def test_overwrite_touches_only_the_streams_own_keys(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -227,6 +231,7 @@ def test_overwrite_touches_only_the_streams_own_keys(
 # the hash layout and what is stored -----------------------------------------------------------
 
 
+@pytest.mark.core
 def test_hash_layout_and_values_are_stored_exactly(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -291,6 +296,7 @@ def test_hash_layout_and_values_are_stored_exactly(
         assert json.loads(redis_client.hget(f":users:{i}", "_airbyte_data") or b"") == data
 
 
+@pytest.mark.core
 def test_namespaces_same_stream_name_and_records_without_namespace(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -325,6 +331,7 @@ def test_namespaces_same_stream_name_and_records_without_namespace(
 # the state contract ---------------------------------------------------------------------------
 
 
+@pytest.mark.core
 def test_interleaved_streams_state_order_ids_unknown_fields_and_counts(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -405,6 +412,7 @@ def _read_until_state(proc: subprocess.Popen[bytes], timeout: float) -> dict[str
     raise AssertionError(f"no STATE on stdout within {timeout}s while the input stays open")
 
 
+@pytest.mark.core
 def test_state_is_emitted_at_once_and_only_after_its_records_are_in_redis(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -447,6 +455,7 @@ def test_state_is_emitted_at_once_and_only_after_its_records_are_in_redis(
             proc.wait()
 
 
+@pytest.mark.core
 def test_big_input_crosses_batches_with_exact_ids_and_counts(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -607,6 +616,7 @@ def test_record_of_an_unknown_stream_is_a_clear_error(
     assert keys_of(redis_client) == stream_keys(":users", 1)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize(
     ("taken", "kind"),
     [(":users:1", "string"), (":users", "hash")],
@@ -637,6 +647,7 @@ def test_existing_key_of_another_type_is_a_clear_error_and_no_state_follows(
     assert redis_client.dump(taken) == before
 
 
+@pytest.mark.core
 def test_out_of_memory_is_a_clear_error_and_no_state_follows(
     tmp_path: Path, fresh_server: RedisServer
 ) -> None:
