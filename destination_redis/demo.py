@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from io import TextIOWrapper
 from pathlib import Path
 from types import FrameType
@@ -217,7 +217,7 @@ def print_record(client: redis.Redis, stream: SampleStream) -> None:
         return
     for name, text in sorted(fields.items()):
         if name == "_airbyte_emitted_at" and text.isdigit():
-            when = datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+            when = datetime.fromtimestamp(int(text) / 1000, tz=UTC).isoformat(timespec="seconds")
             text = f"{text}  ({when})"
         print(f"  {name:<20} {text}")
 
