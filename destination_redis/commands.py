@@ -138,7 +138,8 @@ class CommandRunner:
                 f"Redis at {where} is a read-only replica and refused {name} on key '{key}'. "
                 f"Point the connector at the primary."
             )
-        return system_error(f"Redis at {where} refused {name} on key '{key}': {exc}")  # exc starts with its code
+        # A hiredis ReplyError's text starts with its code (ERR, ...): quote it as it is.
+        return system_error(f"Redis at {where} refused {name} on key '{key}': {exc}")
 
 
 def _read_replies(conn: Any, count: int) -> list[Any]:
