@@ -10,7 +10,10 @@ the first id of each generation and whether the current one completed:
   generation 1 on every run) starts a new range at the counter + 1.
 - Only when the stream completes are keys below the first id of the oldest generation still
   wanted (`minimum_generation_id`) deleted; a failed sync deletes nothing.
-Cost per record: none (ids are written anyway); per sync: a few commands on the meta hash.
+- After a cleanup no key has an id below its cutoff: kept as `floor`, so the next cleanup of the
+  id-named layout deletes just the range [floor, cutoff) without scanning the database.
+Cost per record: none (ids are written anyway); per sync: a few commands on the meta hash, and
+the deletion of what is old.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ logger = logging.getLogger("airbyte")
 
 F_GENERATION = b"generation_id"
 F_STATUS = b"status"
+F_FLOOR = b"floor"
 START_PREFIX = b"start:"
 RUNNING = b"running"
 COMPLETE = b"complete"
@@ -68,29 +72,39 @@ class Generations:
             f"Stream '{self.stream.label}': generation {self.generation} starts at id {self.first_id}."
         )
 
-    def cutoff(self) -> int | None:
-        """Ids below this belong to generations older than minimum_generation_id, or None."""
+    def old_range(self) -> tuple[int, int] | None:
+        """(floor, cutoff): ids in [floor, cutoff) belong to generations older than
+        minimum_generation_id and go; None when nothing can be old. No key of the stream has an
+        id below `floor`, the cutoff of the last cleanup (1 before the first one)."""
         minimum = self.stream.minimum_generation_id or 0
         if minimum <= 0:
             return None
         (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
+        meta = _pairs(meta_reply)
+        floor = int(meta.get(F_FLOOR, b"1"))
         starts = {
             int(field[len(START_PREFIX):]): int(value)
-            for field, value in _pairs(meta_reply).items()
+            for field, value in meta.items()
             if field.startswith(START_PREFIX)
         }
         wanted = [start for generation, start in starts.items() if generation >= minimum]
-        return min(wanted) if wanted else None
+        if not wanted or min(wanted) <= floor:
+            return None
+        return floor, min(wanted)
 
-    def finish(self) -> None:
-        """Mark the generation complete and forget the ranges of generations already removed."""
+    def finish(self, cleaned_below: int | None) -> None:
+        """Mark the generation complete; remember the cleanup's cutoff as the new floor, and
+        forget the ranges of generations already removed."""
         minimum = self.stream.minimum_generation_id or 0
         (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
         stale = [
             field for field in _pairs(meta_reply)
             if field.startswith(START_PREFIX) and int(field[len(START_PREFIX):]) < minimum
         ]
-        commands: list[tuple[bytes | int, ...]] = [(b"HMSET", self.meta_key, F_STATUS, COMPLETE)]
+        done: tuple[bytes | int, ...] = (b"HMSET", self.meta_key, F_STATUS, COMPLETE)
+        if cleaned_below is not None:
+            done += (F_FLOOR, cleaned_below)
+        commands: list[tuple[bytes | int, ...]] = [done]
         commands += [(b"HDEL", self.meta_key, field) for field in stale]
         self.runner.run(commands)
 

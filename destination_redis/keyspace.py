@@ -6,13 +6,13 @@ SCAN's MATCH is only a coarse filter; every batch of keys it returns goes throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from destination_redis.commands import CommandRunner
 from destination_redis.connection import RedisTarget
 
 SCAN_COUNT = 1000
-DELETE_BATCH = 500
+DELETE_BATCH = 1000
 
 
 def scan_keys(target: RedisTarget, pattern: bytes) -> Iterator[bytes]:
@@ -33,17 +33,25 @@ def delete_keys(
     choose: Callable[[list[bytes]], list[bytes]],
 ) -> int:
     """Delete the keys matching `pattern` that `choose` picks from each batch; returns how many."""
+    chosen = (key for batch in _batches(scan_keys(target, pattern)) for key in choose(batch))
+    return delete_named(target, runner, chosen)
+
+
+def delete_named(target: RedisTarget, runner: CommandRunner, names: Iterable[bytes]) -> int:
+    """Delete keys known by name, in pipelined batches; returns how many existed."""
     verb = b"UNLINK" if target.server.has_unlink else b"DEL"
-    deleted = 0
+    return sum(_delete(runner, verb, batch) for batch in _batches(names))
+
+
+def _batches(keys: Iterable[bytes]) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
-    for key in scan_keys(target, pattern):
+    for key in keys:
         batch.append(key)
         if len(batch) >= DELETE_BATCH:
-            deleted += _delete(runner, verb, choose(batch))
+            yield batch
             batch = []
     if batch:
-        deleted += _delete(runner, verb, choose(batch))
-    return deleted
+        yield batch
 
 
 def _delete(runner: CommandRunner, verb: bytes, keys: list[bytes]) -> int:

@@ -361,3 +361,26 @@ def test_dedup_replace_restarts_the_ttl(
     assert 95 <= redis_client.ttl(":users:1") <= 100
     assert write(redis_server, tmp_path, streams, lines(record("users", {"id": 1, "v": 3}))).returncode == 0
     assert redis_client.ttl(":users:1") == -1  # written without a TTL: the key no longer expires
+
+
+def test_refresh_cleanup_by_scan_when_the_id_range_is_larger_than_the_database(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Ids far beyond the database size (a long-lived counter): old keys are found by SCAN."""
+    redis_client.set(":users", 5_000_000)
+    redis_client.hset(":users:abc", "keep", "me")  # a look-alike: never ours
+    done = [status("users", "COMPLETE")]
+    assert refresh(redis_server, tmp_path, 1, [1, 2], done).returncode == 0
+    assert refresh(redis_server, tmp_path, 2, [3], done).returncode == 0
+    assert generations_stored_except(redis_client, b":users:abc") == [(2, 3)]
+    assert redis_client.hget(":users:abc", "keep") == b"me"
+    # The cleanup's cutoff is remembered: no key below it is left to look for next time.
+    assert redis_client.hget("_airbyte_meta::users", "floor") == b"5000003"
+
+
+def generations_stored_except(client: redis.Redis, skip: bytes) -> list[tuple[int, int]]:
+    out = []
+    for key in user_keys(client) - {b":users", skip}:
+        data = data_of(client, key.decode())
+        out.append((data["gen"], data["id"]))
+    return sorted(out)

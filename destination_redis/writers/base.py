@@ -50,14 +50,15 @@ class StreamWriter(ABC):
         """The stream completed successfully: now, and only now, old generations are removed."""
         if self.generations is None:
             return
-        cutoff = self.generations.cutoff()
-        if cutoff is not None:
-            deleted = self.delete_older_than(cutoff)
+        old = self.generations.old_range()
+        if old is not None:
+            floor, cutoff = old
+            deleted = self.delete_older_than(cutoff, floor)
             logger.info(
                 f"Stream '{self.stream.label}' completed generation {self.generations.generation}: "
                 f"deleted {deleted} records of older generations."
             )
-        self.generations.finish()
+        self.generations.finish(old[1] if old else None)
 
     @abstractmethod
     def add(self, emitted_at: int, data: bytes) -> None:
@@ -68,5 +69,6 @@ class StreamWriter(ABC):
         """Write what is buffered and wait for Redis to acknowledge it; returns the count."""
 
     @abstractmethod
-    def delete_older_than(self, first_kept_id: int | None) -> int:
-        """Delete this stream's records with an id below `first_kept_id` (None: all of them)."""
+    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
+        """Delete this stream's records with an id below `first_kept_id` (None: all of them);
+        none has an id below `floor`."""

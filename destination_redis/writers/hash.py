@@ -10,7 +10,7 @@ from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import CommandRunner
 from destination_redis.connection import RedisTarget
-from destination_redis.keyspace import delete_keys
+from destination_redis.keyspace import delete_keys, delete_named
 from destination_redis.writers.base import StreamWriter
 
 F_ID = b"_airbyte_ab_id"
@@ -68,7 +68,16 @@ class HashWriter(StreamWriter):
             F_EMITTED_AT, b"%d" % self._emitted[index], F_DATA, self._data[index],
         )
 
-    def delete_older_than(self, first_kept_id: int | None) -> int:
+    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
+        """Old records of a refresh are the ids [floor, first_kept_id): deleted by name when that
+        range is smaller than the database (no SCAN over a big live cache); else, and for the
+        legacy overwrite's "all of them", found by SCAN."""
+        if first_kept_id is not None and first_kept_id - floor <= int(self.target.client.dbsize()):
+            return delete_named(
+                self.target, self.runner,
+                (keys.record_key(self.key, record_id) for record_id in range(floor, first_kept_id)),
+            )
+
         def choose(batch: list[bytes]) -> list[bytes]:
             prefix_len = len(self.key) + 1
             return [

@@ -82,7 +82,8 @@ class HashDedupWriter(StreamWriter):
         self._upserts = 0
         return count
 
-    def delete_older_than(self, first_kept_id: int | None) -> int:
+    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
+        """Keys are named by primary key, so old ones are found by SCAN and their stored ids."""
         components = len(self.stream.primary_key)
 
         def choose(batch: list[bytes]) -> list[bytes]:
