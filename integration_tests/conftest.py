@@ -13,6 +13,7 @@ REDIS_MATRIX, use the default server (Debian's redis-server 7.0, or REDIS_SERVER
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +21,7 @@ import redis
 
 from integration_tests import matrix
 from integration_tests.servers import REDIS_SERVER, RedisServer
+from integration_tests.tls_certs import TlsMaterial, make_tls_material
 
 _MATRIX: list[matrix.ServerBinary] = []
 
@@ -70,10 +72,8 @@ def redis_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    client.flushall()
-    yield client
-    client.close()
+    with redis_server.flushed_client() as client:
+        yield client
 
 
 @pytest.fixture
@@ -82,6 +82,14 @@ def fresh_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
     server = RedisServer(binary=redis_binary.path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls() -> Iterator[TlsMaterial]:
+    """A CA and the certificates made from it (tls_certs.py), shared by the TLS, SSH and secrets tests."""
+    material = make_tls_material()
+    yield material
+    shutil.rmtree(material.directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from integration_tests.servers import free_port
+from integration_tests.servers import free_port, stop_process
 
 SSHD = os.environ.get("SSHD_BIN") or "/usr/sbin/sshd"
 TUNNEL_USER = "airbyte-tunnel"
@@ -192,13 +192,7 @@ class SshServer:
         return count
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def tunnel_key(self, key_name: str = "ed25519-openssh", **overrides: object) -> dict[str, object]:

@@ -60,10 +60,8 @@ def acl_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def acl_client(acl_server: RedisServer) -> Iterator[redis.Redis]:
-    client = acl_server.client()
-    client.flushall()
-    yield client
-    client.close()
+    with acl_server.flushed_client() as client:
+        yield client
 
 
 def config_for(server: RedisServer, user: str, **overrides: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ client_key_password), in runs that succeed and runs that fail at each layer.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,9 @@ from integration_tests.connector_runs import (
 )
 from integration_tests.servers import RedisServer
 from integration_tests.sshd import SshServer
-from integration_tests.tls_certs import TlsMaterial, make_tls_material
+from integration_tests.tls_certs import TlsMaterial
 
 REDIS_PASSWORD = "Redis-pw-SECRET-9d4e1a"  # noqa: S105
-
-
-@pytest.fixture(scope="module")
-def tls() -> Iterator[TlsMaterial]:
-    material = make_tls_material()
-    yield material
-    shutil.rmtree(material.directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ the tunnel closed on every exit path.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from integration_tests.connector_runs import (
 )
 from integration_tests.servers import RedisServer, free_port
 from integration_tests.sshd import TUNNEL_USER, SshServer
-from integration_tests.tls_certs import TlsMaterial, make_tls_material
+from integration_tests.tls_certs import TlsMaterial
 
 KEY_FORMATS = [
     "rsa-openssh", "rsa-pem", "rsa-pkcs8", "ecdsa-openssh", "ecdsa-pem", "ed25519-openssh", "ed25519-pkcs8",
@@ -53,17 +52,8 @@ def behind() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def behind_client(behind: RedisServer) -> Iterator[redis.Redis]:
-    client = behind.client()
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def tls() -> Iterator[TlsMaterial]:
-    material = make_tls_material()
-    yield material
-    shutil.rmtree(material.directory, ignore_errors=True)
+    with behind.flushed_client() as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -29,16 +29,7 @@ from integration_tests.connector_runs import (
     write_cli,
 )
 from integration_tests.servers import RedisServer
-from integration_tests.tls_certs import TlsMaterial, make_tls_material
-
-
-@pytest.fixture(scope="module")
-def tls() -> Iterator[TlsMaterial]:
-    material = make_tls_material()
-    yield material
-    for path in material.directory.iterdir():
-        path.unlink()
-    material.directory.rmdir()
+from integration_tests.tls_certs import TlsMaterial
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +50,14 @@ def mtls_server(tls: TlsMaterial) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def tls_client(tls_server: RedisServer) -> Iterator[redis.Redis]:
-    client = tls_server.client()
-    client.flushall()
-    yield client
-    client.close()
+    with tls_server.flushed_client() as client:
+        yield client
 
 
 @pytest.fixture
 def mtls_client(mtls_server: RedisServer) -> Iterator[redis.Redis]:
-    client = mtls_server.client()
-    client.flushall()
-    yield client
-    client.close()
+    with mtls_server.flushed_client() as client:
+        yield client
 
 
 def test_check_and_write_with_verify_full(
