@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from destination_redis.catalog import SUPPORTED_SYNC_MODES
-from integration_tests.cli import Result, run_connector
+from integration_tests.cli import run_connector
+from integration_tests.connector_runs import assert_check_failed, check_cli
 from integration_tests.servers import RedisServer, free_port
 
 SPEC_JSON: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
@@ -24,23 +25,6 @@ def password_server() -> Iterator[RedisServer]:
     server = RedisServer(password=PASSWORD).start()
     yield server
     server.stop()
-
-
-def check(tmp_path: Path, config: dict[str, Any]) -> Result:
-    return run_connector(["check", "--config", "{config}"], tmp_path, config=config)
-
-
-def assert_failed(result: Result, *expected: str) -> str:
-    """FAILED the protocol's way: exit 0, one CONNECTION_STATUS, no traceback; returns the message."""
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, output
-    assert result.returncode == 0, output
-    status = result.connection_status
-    assert status["status"] == "FAILED", status
-    message = str(status["message"])
-    for text in expected:
-        assert text in message, f"{text!r} not in {message!r}"
-    return message
 
 
 def test_spec_prints_spec_json(tmp_path: Path) -> None:
@@ -72,7 +56,7 @@ def test_check_succeeds_with_a_0_1_4_config_and_leaves_no_key(
         "cache_type": "hash",
         "tunnel_method": {"tunnel_method": "NO_TUNNEL"},
     }
-    result = check(tmp_path, config)
+    result = check_cli(tmp_path, config)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     status = result.connection_status
@@ -86,7 +70,9 @@ def test_check_succeeds_with_a_0_1_4_config_and_leaves_no_key(
 
 def test_check_fails_when_nothing_listens(tmp_path: Path) -> None:
     port = free_port()
-    message = assert_failed(check(tmp_path, {"host": "127.0.0.1", "port": port}), f"127.0.0.1:{port}")
+    message = assert_check_failed(
+        check_cli(tmp_path, {"host": "127.0.0.1", "port": port}), f"127.0.0.1:{port}"
+    )
     assert "connect" in message.lower()
     assert "port" in message.lower()
 
@@ -95,8 +81,8 @@ def test_check_fails_on_a_wrong_password_without_showing_it(
     tmp_path: Path, password_server: RedisServer
 ) -> None:
     wrong = "Wrong-pw-3b7d2a"
-    result = check(tmp_path, password_server.config(password=wrong))
-    message = assert_failed(result, f"127.0.0.1:{password_server.port}", "AUTH")
+    result = check_cli(tmp_path, password_server.config(password=wrong))
+    message = assert_check_failed(result, f"127.0.0.1:{password_server.port}", "AUTH")
     assert "password" in message.lower()
     assert wrong not in result.stdout + result.stderr
     assert PASSWORD not in result.stdout + result.stderr
@@ -105,16 +91,16 @@ def test_check_fails_on_a_wrong_password_without_showing_it(
 def test_check_fails_when_the_server_requires_a_password(
     tmp_path: Path, password_server: RedisServer
 ) -> None:
-    result = check(tmp_path, {"host": "127.0.0.1", "port": password_server.port})
-    message = assert_failed(result, f"127.0.0.1:{password_server.port}")
+    result = check_cli(tmp_path, {"host": "127.0.0.1", "port": password_server.port})
+    message = assert_check_failed(result, f"127.0.0.1:{password_server.port}")
     assert "password" in message.lower(), message
     assert "healthy" not in message, message  # not a lost connection: the user must set the password
 
 
 @pytest.mark.core
 def test_check_fails_on_a_db_index_out_of_range(tmp_path: Path, redis_server: RedisServer) -> None:
-    message = assert_failed(
-        check(tmp_path, redis_server.config(db=99)), f"127.0.0.1:{redis_server.port}", "SELECT"
+    message = assert_check_failed(
+        check_cli(tmp_path, redis_server.config(db=99)), f"127.0.0.1:{redis_server.port}", "SELECT"
     )
     assert "99" in message
     assert "database" in message.lower()
@@ -126,8 +112,8 @@ def test_check_fails_without_write_permission(tmp_path: Path, fresh_server: Redi
     fresh_server.client().execute_command(
         "ACL", "SETUSER", "reader", "on", f">{PASSWORD}", "~*", "+@read", "+info", "+ping", "+select", "+auth"
     )
-    result = check(tmp_path, fresh_server.config(username="reader", password=PASSWORD))
-    message = assert_failed(result, f"127.0.0.1:{fresh_server.port}")
+    result = check_cli(tmp_path, fresh_server.config(username="reader", password=PASSWORD))
+    message = assert_check_failed(result, f"127.0.0.1:{fresh_server.port}")
     assert "write permission" in message.lower(), message
     assert PASSWORD not in result.stdout + result.stderr
     assert fresh_server.client().dbsize() == 0
@@ -153,6 +139,6 @@ def test_check_succeeds_for_a_user_allowed_to_read_and_write(
         "+info",
         "+ping",
     )
-    result = check(tmp_path, fresh_server.config(username="app", password=PASSWORD))
+    result = check_cli(tmp_path, fresh_server.config(username="app", password=PASSWORD))
     assert result.connection_status["status"] == "SUCCEEDED", result.stdout
     assert fresh_server.client().dbsize() == 0
