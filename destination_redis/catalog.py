@@ -54,6 +54,15 @@ class Stream:
     primary_key: tuple[tuple[str, ...], ...] = ()
 
     @property
+    def oldest_kept_generation(self) -> int:
+        """Generations below this go once the stream completes. An `overwrite` keeps only its own
+        generation whatever minimum it came with: it promises exactly this sync's records."""
+        minimum = self.minimum_generation_id or 0
+        if self.sync_mode == "overwrite" and self.generation_id is not None:
+            return max(minimum, self.generation_id)
+        return minimum
+
+    @property
     def tracks_generations(self) -> bool:
         """Refresh-aware catalog (platform >= 1.0): old data goes only after a successful sync."""
         return self.generation_id is not None

@@ -76,7 +76,7 @@ class Generations:
         """(floor, cutoff): ids in [floor, cutoff) belong to generations older than
         minimum_generation_id and go; None when nothing can be old. No key of the stream has an
         id below `floor`, the cutoff of the last cleanup (1 before the first one)."""
-        minimum = self.stream.minimum_generation_id or 0
+        minimum = self.stream.oldest_kept_generation
         if minimum <= 0:
             return None
         (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
@@ -95,7 +95,7 @@ class Generations:
     def finish(self, cleaned_below: int | None) -> None:
         """Mark the generation complete; remember the cleanup's cutoff as the new floor, and
         forget the ranges of generations already removed."""
-        minimum = self.stream.minimum_generation_id or 0
+        minimum = self.stream.oldest_kept_generation
         (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
         stale = [
             field for field in _pairs(meta_reply)

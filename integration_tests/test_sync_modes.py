@@ -384,3 +384,49 @@ def generations_stored_except(client: redis.Redis, skip: bytes) -> list[tuple[in
         data = data_of(client, key.decode())
         out.append((data["gen"], data["id"]))
     return sorted(out)
+
+
+def test_overwrite_with_generation_ids_keeps_old_data_until_complete(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """An `overwrite` stream in a refresh-aware catalog: no up-front delete, exactly the new
+    records after success, even when it comes with minimum_generation_id 0."""
+    for generation, values in ((1, [1, 2]), (2, [3])):
+        streams = [configured("users", "overwrite", generation=generation, minimum=0)]
+        body = [record("users", {"id": v, "gen": generation}) for v in values]
+        failed = write(redis_server, tmp_path, streams, lines(*body, "not json"))
+        assert failed.returncode != 0
+        assert (generation, values[0]) in generations_stored(redis_client)
+        if generation == 2:
+            assert (1, 1) in generations_stored(redis_client)  # the failed sync deleted nothing
+        assert write(redis_server, tmp_path, streams, lines(*body)).returncode == 0
+    assert generations_stored(redis_client) == [(2, 3), (2, 3)]
+
+
+def test_dedup_keys_keep_numbers_exact(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    streams = [configured("big", "append_dedup", [["id"]])]
+    result = write(
+        redis_server,
+        tmp_path,
+        streams,
+        lines(
+            '{"type":"RECORD","record":{"stream":"big","emitted_at":1,'
+            '"data":{"id":123456789012345678901234567890,"x":1e400}}}',
+            '{"type":"RECORD","record":{"stream":"big","emitted_at":1,'
+            '"data":{"id":123456789012345678901234567891}}}',
+            '{"type":"RECORD","record":{"stream":"big","emitted_at":1,"data":{"id":1.50}}}',
+            '{"type":"RECORD","record":{"stream":"big","emitted_at":1,"data":{"id":true}}}',
+        ),
+    )
+    assert result.returncode == 0, result.stdout
+    assert user_keys(redis_client) == {
+        b":big",
+        b":big:123456789012345678901234567890",
+        b":big:123456789012345678901234567891",
+        b":big:1.50",
+        b":big:true",
+    }
+    stored = redis_client.hget(":big:123456789012345678901234567890", "_airbyte_data")
+    assert stored == b'{"id":123456789012345678901234567890,"x":1e400}'

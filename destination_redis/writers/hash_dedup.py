@@ -8,9 +8,7 @@ Both run in record order in one pipeline, so a later record for the same key win
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
+import msgspec
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
@@ -21,6 +19,9 @@ from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
+
+# A JSON object's fields as raw JSON: only what the key needs is decoded, and numbers keep their text.
+_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 class HashDedupWriter(StreamWriter):
@@ -33,26 +34,32 @@ class HashDedupWriter(StreamWriter):
         self._upserts = 0
 
     def add(self, emitted_at: int, data: bytes) -> None:
-        record = orjson.loads(data)
+        record = _fields(data)
         key = keys.dedup_key(self.key, [self._component(record, path) for path in self.stream.primary_key])
-        if record.get(CDC_DELETED_AT) is not None:
+        deleted_at = record.get(CDC_DELETED_AT)
+        if deleted_at is not None and bytes(deleted_at) != b"null":
             self._ops.append(key)
         else:
             self._ops.append((key, emitted_at, data))
             self._upserts += 1
 
-    def _component(self, record: dict[str, Any], path: tuple[str, ...]) -> str:
-        value: Any = record
+    def _component(self, record: dict[str, msgspec.Raw], path: tuple[str, ...]) -> str:
+        """One primary key value as text: a string as it is, anything else as its JSON text
+        exactly as the source wrote it (no float rounding, integers of any size)."""
+        raw: msgspec.Raw | None = None
+        fields: dict[str, msgspec.Raw] | None = record
         for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
+            raw = fields.get(part) if fields is not None else None
+            fields = _fields(raw) if raw is not None and bytes(raw)[:1] == b"{" else None
+        text = bytes(raw) if raw is not None else b"null"
+        if text == b"null":
             raise RecordError(
                 f"the primary key field '{'.'.join(path)}' of stream '{self.stream.label}' is missing "
                 f"or null, so the record has no key to be deduplicated on"
             )
-        if isinstance(value, str):
-            return value
-        return orjson.dumps(value).decode()
+        if text[:1] == b'"':
+            return str(msgspec.json.decode(text))
+        return text.decode()
 
     def flush(self) -> int:
         if not self._ops:
