@@ -15,7 +15,8 @@ from airbyte_cdk.models import AirbyteConnectionStatus, Status
 from redis import exceptions as rex
 
 from destination_redis.config import RedisConfig
-from destination_redis.connection import ConnectStepError, RedisTarget, error_code, open_target
+from destination_redis.connection import RedisTarget, error_code, open_target
+from destination_redis.errors import ConnectStepError
 
 logger = logging.getLogger("airbyte")
 

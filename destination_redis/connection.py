@@ -22,16 +22,17 @@ from redis import exceptions as rex
 from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 
 from destination_redis.config import RedisConfig, SshKeyTunnel, SshPasswordTunnel
-from destination_redis.errors import config_error, transient_error
+from destination_redis.errors import ConnectStepError, step_failed
 from destination_redis.tls import (
     TlsConnection,
     TlsHandshakeTimeout,
     TlsSetupError,
     build_context,
     find_cause,
+    handshake_failure,
     ssl_cause,
 )
-from destination_redis.tunnel import TunnelError, open_tunnel
+from destination_redis.tunnel import open_tunnel
 
 CONNECT_TIMEOUT_S = 10.0
 SOCKET_TIMEOUT_S = 60.0
@@ -77,18 +78,6 @@ class RedisTarget:
     client: redis.Redis
     server: ServerInfo
     where: str  # "host:port", for messages
-
-
-class ConnectStepError(Exception):
-    """A connection step failed; `message` says which and what to change."""
-
-    def __init__(self, message: str, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-    def as_traced(self) -> Exception:
-        return (transient_error if self.retryable else config_error)(self.message)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -156,10 +145,6 @@ def build_client(
     return redis.Redis.from_pool(pool)
 
 
-def _fail(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
-    return ConnectStepError(f"{step} failed at {where}: {detail}. {advice}", retryable)
-
-
 @dataclass(frozen=True)
 class Probed:
     server: ServerInfo
@@ -178,7 +163,7 @@ def probe(config: RedisConfig, endpoint: Endpoint | None = None) -> Probed:
             conn.connect()
         except rex.TimeoutError as exc:
             if find_cause(exc, TlsHandshakeTimeout):
-                raise _fail(
+                raise step_failed(
                     "TLS handshake", where,
                     f"the server accepted the TCP connection but did not answer the TLS handshake "
                     f"within {CONNECT_TIMEOUT_S:.0f}s",
@@ -186,7 +171,7 @@ def probe(config: RedisConfig, endpoint: Endpoint | None = None) -> Probed:
                     "server without TLS.",
                     retryable=True,
                 ) from None
-            raise _fail(
+            raise step_failed(
                 "TCP connect", where, f"no answer within {CONNECT_TIMEOUT_S:.0f}s",
                 "Check the host and port, and that a firewall lets this machine reach the server.",
                 retryable=True,
@@ -194,8 +179,8 @@ def probe(config: RedisConfig, endpoint: Endpoint | None = None) -> Probed:
         except rex.ConnectionError as exc:
             tls_error = ssl_cause(exc)
             if tls_error is not None:
-                raise _tls_failure(tls_error, config, where) from None
-            raise _fail(
+                raise handshake_failure(tls_error, config, where) from None
+            raise step_failed(
                 "TCP connect", where, _os_reason(exc),
                 "Check the host and port, and that the server is running and reachable from here.",
                 retryable=True,
@@ -241,17 +226,28 @@ def _auth(conn: redis.Connection, config: RedisConfig, where: str) -> None:
         raise _no_acl_users(conn, config, where) from None
     except (rex.AuthenticationError, rex.ResponseError) as exc:
         reply = _reply_text(exc)
-        if "no password is set" in reply or "without any password configured" in reply:
-            advice = "The server has no password: remove the password (and username) from the config."
-        elif config.username:
+        if config.username:
             advice = (
                 f"Check the username ('{config.username}') and password, and that the ACL user is enabled."
             )
+        elif _answers_without_auth(conn):
+            advice = "The server has no password: remove the password (and username) from the config."
         else:
             advice = "Check the password (the server's requirepass), or set the username of an ACL user."
-        raise _fail("AUTH", where, f"the server answered '{reply}'", advice) from None
+        raise step_failed("AUTH", where, f"the server answered '{reply}'", advice) from None
     except rex.ConnectionError as exc:
         raise _lost(exc, config, where, "AUTH") from None
+
+
+def _answers_without_auth(conn: redis.Connection) -> bool:
+    """Whether the server serves this unauthenticated connection (PING answered, no NOAUTH):
+    then the failed AUTH was a password the server does not have, not a wrong one."""
+    try:
+        conn.send_command("PING", check_health=False)
+        conn.read_response()
+    except rex.RedisError:
+        return False
+    return True
 
 
 def _no_acl_users(conn: redis.Connection, config: RedisConfig, where: str) -> ConnectStepError:
@@ -289,14 +285,14 @@ def _step(conn: redis.Connection, config: RedisConfig, where: str, step: str, co
         return conn.read_response()
     except rex.AuthenticationError:
         # redis-py maps NOAUTH to AuthenticationError, a ConnectionError: an answer, not a loss.
-        raise _fail("AUTH", where, "the server requires a password, and none is set",
+        raise step_failed("AUTH", where, "the server requires a password, and none is set",
                     "Set the password (and the username of an ACL user) in the config.") from None
     except rex.ResponseError as exc:
         if error_code(exc) == "NOPERM":
-            raise _fail(step, where, f"the ACL user may not run {step} ({_reply_text(exc)})",
+            raise step_failed(step, where, f"the ACL user may not run {step} ({_reply_text(exc)})",
                         f"Grant the user this command (ACL SETUSER {config.username or 'default'} "
                         f"+{step.lower().replace(' ', '|')}), or use another user.") from None
-        raise _fail(step, where, f"the server answered '{_reply_text(exc)}'", advice) from None
+        raise step_failed(step, where, f"the server answered '{_reply_text(exc)}'", advice) from None
     except rex.ConnectionError as exc:
         raise _lost(exc, config, where, step) from None
 
@@ -305,7 +301,7 @@ def _lost(exc: rex.ConnectionError, config: RedisConfig, where: str, step: str) 
     """A connection lost right after connecting: TLS refused late (TLS 1.3), or plain vs TLS port."""
     tls_error = ssl_cause(exc)
     if tls_error is not None and not isinstance(tls_error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-        return _tls_failure(tls_error, config, where)
+        return handshake_failure(tls_error, config, where)
     closed = (
         tls_error is not None
         or str(exc) == SERVER_CLOSED_CONNECTION_ERROR
@@ -317,75 +313,19 @@ def _lost(exc: rex.ConnectionError, config: RedisConfig, where: str, step: str) 
         # the connection at our first command.
         tls = config.tls
         if tls.client_certificate:
-            return _fail("TLS handshake", where,
+            return step_failed("TLS handshake", where,
                          "the server closed the connection right after the TLS handshake: it refused "
                          "the client certificate",
                          "Use a client certificate signed by a CA the server trusts (its tls-ca-cert-file), "
                          "and check that it has not expired.")
-        return _fail("TLS handshake", where,
+        return step_failed("TLS handshake", where,
                      "the server closed the connection right after the TLS handshake: it requires a "
                      "client certificate (tls-auth-clients yes), and none is set",
                      "Set client_certificate and client_key (mutual TLS).")
     advice = "Check that the server is healthy and try again."
     if config.tls is None:
         advice = "If this port accepts only TLS connections, turn SSL on; else check the server's health."
-    return _fail(step, where, f"the connection was lost ({_os_reason(exc)})", advice, retryable=True)
-
-
-# OpenSSL verify codes (X509_V_ERR_*) of a server certificate that fails verification.
-_EXPIRED, _NOT_YET_VALID = 10, 9
-_NAME_MISMATCH = {62, 64}  # host name, IP address
-_UNTRUSTED = {2, 18, 19, 20, 21}  # unknown issuer, self-signed, self-signed in chain, ...
-
-# Alerts by which the server refuses our client certificate (or its absence).
-_CLIENT_CERT_REFUSED = {
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
-    "TLSV1_ALERT_ACCESS_DENIED", "TLSV1_ALERT_DECRYPT_ERROR", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-}
-# What a client sees when the port does not speak TLS at all.
-_NOT_TLS = {"WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE",
-            "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "EOF"}
-
-
-def _tls_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> ConnectStepError:
-    step = "TLS handshake"
-    tls = config.tls
-    ca_given = bool(tls and tls.ca_certificate and tls.ca_certificate.get_secret_value().strip())
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code, text = exc.verify_code, str(exc.verify_message)
-        if code == _EXPIRED:
-            return _fail(step, where, f"the server's certificate has expired ({text})",
-                         "Renew the server's certificate (tls-cert-file).")
-        if code == _NOT_YET_VALID:
-            return _fail(step, where, f"the server's certificate is not valid yet ({text})",
-                         "Check the clocks of this machine and the server, or the certificate's dates.")
-        if code in _NAME_MISMATCH:
-            return _fail(step, where, f"the server's certificate does not name '{config.host}' ({text})",
-                         "Set host to a name the certificate lists (its subject alternative names), "
-                         "or reissue the certificate for this host.")
-        if code in _UNTRUSTED:
-            source = "ca_certificate" if ca_given else "the system trust store (no ca_certificate is set)"
-            return _fail(step, where, f"the server's certificate is not signed by a CA trusted by {source} "
-                         f"({text})",
-                         "Set ca_certificate to the PEM of the CA that signed the server's certificate.")
-        return _fail(step, where, f"the server's certificate was rejected ({text})",
-                     "Check the server's certificate and ca_certificate.")
-    reason = exc.reason or type(exc).__name__
-    has_client_cert = bool(tls and tls.client_certificate)
-    if reason in _CLIENT_CERT_REFUSED:
-        if not has_client_cert:
-            return _fail(step, where, f"the server requires a client certificate, and none is set ({reason})",
-                         "Set client_certificate and client_key (mutual TLS).")
-        return _fail(step, where, f"the server refused the client certificate ({reason})",
-                     "Use a client certificate signed by a CA the server trusts (its tls-ca-cert-file), "
-                     "and check that it has not expired.")
-    if reason in _NOT_TLS or isinstance(exc, ssl.SSLEOFError):
-        return _fail(step, where, f"the server did not answer with TLS ({reason})",
-                     "Check that port is the server's TLS port (tls-port), or turn SSL off for a server "
-                     "without TLS.")
-    return _fail(step, where, f"TLS failed ({reason})",
-                 "Check the server's TLS settings and the SSL settings.")
+    return step_failed(step, where, f"the connection was lost ({_os_reason(exc)})", advice, retryable=True)
 
 
 def _parse_info(raw: Any) -> ServerInfo:
@@ -427,10 +367,7 @@ def open_endpoint(config: RedisConfig, stack: ExitStack) -> Endpoint:
     method = config.tunnel_method
     if not isinstance(method, SshKeyTunnel | SshPasswordTunnel):
         return direct_endpoint(config, ssl_context)
-    try:
-        tunnel = stack.enter_context(open_tunnel(method, config.host, config.port, CONNECT_TIMEOUT_S))
-    except TunnelError as exc:
-        raise ConnectStepError(exc.message, exc.retryable) from None
+    tunnel = stack.enter_context(open_tunnel(method, config.host, config.port, CONNECT_TIMEOUT_S))
     return Endpoint(
         host=tunnel.local_host,
         port=tunnel.local_port,

@@ -27,3 +27,24 @@ def system_error(message: str, internal: str | None = None) -> AirbyteTracedExce
     return AirbyteTracedException(
         message=message, internal_message=internal or message, failure_type=FailureType.system_error
     )
+
+
+class ConnectStepError(Exception):
+    """A step of reaching Redis failed (SSH, tunnel, TCP, TLS, AUTH, SELECT, ...).
+
+    `message` names the step, where, and what to change; `retryable` says whether the same
+    config may work on a later try (a network problem) or the user must act.
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def as_traced(self) -> AirbyteTracedException:
+        return (transient_error if self.retryable else config_error)(self.message)
+
+
+def step_failed(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
+    """The one shape of every connection-step message: "<step> failed at <where>: <detail>. <advice>"."""
+    return ConnectStepError(f"{step} failed at {where}: {detail}. {advice}", retryable)

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 import redis
 from cryptography.hazmat.primitives import serialization
 
-from destination_redis.config import SslVerifyFull
+from destination_redis.config import RedisConfig, SslVerifyFull
+from destination_redis.errors import ConnectStepError, step_failed
 
 PEM_DIR_PREFIX = "destination-redis-tls-"
 
@@ -84,9 +85,7 @@ def _load_client_certificate(
         serialization.load_pem_private_key(key.encode(), password.encode() if password else None)
     except TypeError:
         if password is None:
-            raise TlsSetupError(
-                "client_key is encrypted. Set client_key_password to its password."
-            ) from None
+            raise TlsSetupError("client_key is encrypted. Set client_key_password to its password.") from None
         password = None  # a password for a key that is not encrypted: not needed, ignore it
     except ValueError:
         if password is not None and "ENCRYPTED" in key:
@@ -178,3 +177,104 @@ def find_cause(exc: BaseException | None, kind: type[E]) -> E | None:
 
 def ssl_cause(exc: BaseException | None) -> ssl.SSLError | None:
     return find_cause(exc, ssl.SSLError)
+
+
+# OpenSSL verify codes (X509_V_ERR_*) of a server certificate that fails verification.
+_EXPIRED, _NOT_YET_VALID = 10, 9
+_NAME_MISMATCH = {62, 64}  # host name, IP address
+_UNTRUSTED = {2, 18, 19, 20, 21}  # unknown issuer, self-signed, self-signed in chain, ...
+
+# Alerts by which the server refuses our client certificate (or its absence).
+_CLIENT_CERT_REFUSED = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "TLSV1_ALERT_ACCESS_DENIED",
+    "TLSV1_ALERT_DECRYPT_ERROR",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+}
+# What a client sees when the port does not speak TLS at all.
+_NOT_TLS = {
+    "WRONG_VERSION_NUMBER",
+    "UNEXPECTED_EOF_WHILE_READING",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+    "UNKNOWN_PROTOCOL",
+    "EOF",
+}
+
+
+def handshake_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> ConnectStepError:
+    """What a failed TLS handshake means for the user, from OpenSSL's verify code or alert."""
+    step = "TLS handshake"
+    tls = config.tls
+    ca_given = bool(tls and tls.ca_certificate and tls.ca_certificate.get_secret_value().strip())
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code, text = exc.verify_code, str(exc.verify_message)
+        if code == _EXPIRED:
+            return step_failed(
+                step,
+                where,
+                f"the server's certificate has expired ({text})",
+                "Renew the server's certificate (tls-cert-file).",
+            )
+        if code == _NOT_YET_VALID:
+            return step_failed(
+                step,
+                where,
+                f"the server's certificate is not valid yet ({text})",
+                "Check the clocks of this machine and the server, or the certificate's dates.",
+            )
+        if code in _NAME_MISMATCH:
+            return step_failed(
+                step,
+                where,
+                f"the server's certificate does not name '{config.host}' ({text})",
+                "Set host to a name the certificate lists (its subject alternative names), "
+                "or reissue the certificate for this host.",
+            )
+        if code in _UNTRUSTED:
+            source = "ca_certificate" if ca_given else "the system trust store (no ca_certificate is set)"
+            return step_failed(
+                step,
+                where,
+                f"the server's certificate is not signed by a CA trusted by {source} ({text})",
+                "Set ca_certificate to the PEM of the CA that signed the server's certificate.",
+            )
+        return step_failed(
+            step,
+            where,
+            f"the server's certificate was rejected ({text})",
+            "Check the server's certificate and ca_certificate.",
+        )
+    reason = exc.reason or type(exc).__name__
+    has_client_cert = bool(tls and tls.client_certificate)
+    if reason in _CLIENT_CERT_REFUSED:
+        if not has_client_cert:
+            return step_failed(
+                step,
+                where,
+                f"the server requires a client certificate, and none is set ({reason})",
+                "Set client_certificate and client_key (mutual TLS).",
+            )
+        return step_failed(
+            step,
+            where,
+            f"the server refused the client certificate ({reason})",
+            "Use a client certificate signed by a CA the server trusts (its tls-ca-cert-file), "
+            "and check that it has not expired.",
+        )
+    if reason in _NOT_TLS or isinstance(exc, ssl.SSLEOFError):
+        return step_failed(
+            step,
+            where,
+            f"the server did not answer with TLS ({reason})",
+            "Check that port is the server's TLS port (tls-port), or turn SSL off for a server without TLS.",
+        )
+    return step_failed(
+        step, where, f"TLS failed ({reason})", "Check the server's TLS settings and the SSL settings."
+    )

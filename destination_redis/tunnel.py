@@ -34,23 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from destination_redis.config import SshKeyTunnel, SshPasswordTunnel
+from destination_redis.errors import ConnectStepError, step_failed
 
 CHUNK = 1 << 16
 
 SshTunnelConfig = SshKeyTunnel | SshPasswordTunnel
 
 
-class TunnelError(Exception):
-    """A tunnel step failed; `message` names the step, the bastion and what to change."""
-
-    def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
-
-def _fail(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> TunnelError:
-    return TunnelError(f"{step} failed at SSH bastion {where}: {detail}. {advice}", retryable)
+def _fail(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
+    return step_failed(step, f"SSH bastion {where}", detail, advice, retryable)
 
 
 def load_private_key(text: str) -> paramiko.PKey:
@@ -97,8 +89,8 @@ def load_private_key(text: str) -> paramiko.PKey:
     return loaded
 
 
-def _key_error(detail: str, advice: str) -> TunnelError:
-    return TunnelError(f"The SSH key could not be used: {detail}. {advice}")
+def _key_error(detail: str, advice: str) -> ConnectStepError:
+    return ConnectStepError(f"The SSH key could not be used: {detail}. {advice}")
 
 
 @contextmanager
@@ -307,7 +299,7 @@ class SshTunnel:
     def _serve(self, local: socket.socket, origin: tuple[str, int]) -> None:
         try:
             channel = self._open_channel(origin)
-        except TunnelError:
+        except ConnectStepError:
             _close_socket(local)  # the Redis client sees the connection closed and reports it
             return
         link = _Link(local, channel)

@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis import exceptions as rex
 
-from destination_redis import connection
-from destination_redis.config import parse_config
 from integration_tests.cli import lines, record, run_connector, stream_state
 from integration_tests.connector_runs import (
     assert_check_failed,
@@ -160,40 +157,3 @@ def test_wrong_acl_credentials_fail_at_auth(acl_server: RedisServer, user: str, 
 
 def test_a_username_without_a_password(acl_server: RedisServer) -> None:
     failed_message(acl_server.config(username="writer"), "a username is set without a password")
-
-
-class _OldServerConnection:
-    """A Redis 5.0 with requirepass, as redis-py sees it: AUTH with two arguments is a wrong-arity
-    error, INFO needs AUTH first."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, ...]] = []
-        self.authenticated = False
-
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self.sent.append(args)
-
-    def read_response(self) -> Any:
-        command = self.sent[-1]
-        if command[0] == "AUTH":
-            if len(command) != 2:
-                raise rex.AuthenticationWrongNumberOfArgsError("wrong number of arguments for 'auth' command")
-            self.authenticated = True
-            return b"OK"
-        if not self.authenticated:
-            raise rex.AuthenticationError("Authentication required.")
-        return b"# Server\r\nredis_version:5.0.14\r\nredis_mode:standalone\r\n"
-
-
-def test_a_username_on_a_server_without_acls_is_explained() -> None:
-    """Redis 2.8-5.x servers come with a later issue; until then, the mapping on its own."""
-    config = parse_config({"host": "old-redis", "username": "app", "password": "Old-pw-77"})
-    conn = _OldServerConnection()
-    with pytest.raises(connection.ConnectStepError) as raised:
-        connection._auth(conn, config, "old-redis:6379")  # type: ignore[arg-type]
-    assert conn.sent[0] == ("AUTH", "app", "Old-pw-77")
-    message = raised.value.message
-    assert "AUTH failed at old-redis:6379" in message
-    assert "ACL users" in message
-    assert "Remove the username" in message
-    assert "Old-pw-77" not in message

@@ -13,7 +13,7 @@ import redis
 
 from destination_redis.catalog import SUPPORTED_SYNC_MODES
 from integration_tests.cli import run_connector
-from integration_tests.connector_runs import assert_check_failed, check_cli
+from integration_tests.connector_runs import assert_check_failed, check_cli, failed_message
 from integration_tests.servers import RedisServer, free_port
 
 SPEC_JSON: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
@@ -95,6 +95,25 @@ def test_check_fails_when_the_server_requires_a_password(
     message = assert_check_failed(result, f"127.0.0.1:{password_server.port}")
     assert "password" in message.lower(), message
     assert "healthy" not in message, message  # not a lost connection: the user must set the password
+
+
+@pytest.mark.core
+def test_check_says_when_the_server_has_no_password(redis_server: RedisServer) -> None:
+    """AUTH refused by a server without requirepass: told apart from a wrong password by PING."""
+    unneeded = "not-needed-4c1e"
+    message = failed_message(redis_server.config(password=unneeded), "AUTH failed")
+    assert "The server has no password: remove the password" in message
+    assert unneeded not in message
+
+
+@pytest.mark.core
+def test_wrong_password_is_not_mistaken_for_no_password(fresh_server: RedisServer) -> None:
+    right, wrong = "right-one-9a2f", "wrong-one-9a2f"
+    with fresh_server.flushed_client() as admin:
+        admin.config_set("requirepass", right)
+    message = failed_message(fresh_server.config(password=wrong), "AUTH failed")
+    assert "Check the password" in message
+    assert wrong not in message
 
 
 @pytest.mark.core
