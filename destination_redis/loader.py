@@ -18,9 +18,8 @@ from destination_redis.messages import (
     InputError,
     Record,
     StateMessage,
-    completed_stream,
-    is_stream_status,
     read_messages,
+    stream_status,
 )
 from destination_redis.writers import RecordError, StreamWriter
 
@@ -83,13 +82,12 @@ class Loader:
                     self._flush()
                     buffered = buffered_bytes = 0
                     yield self._count_state(StateMessage(line))
-                elif is_stream_status(message):
+                elif (status := stream_status(message)) is not None:
                     self._statuses_seen = True
-                    done = completed_stream(message)
-                    if done is not None:
+                    if status.status == "COMPLETE":
                         self._flush()
                         buffered = buffered_bytes = 0
-                        self._complete(done)
+                        self._complete(status.namespace, status.name)
         except InputError as exc:
             self._flush()  # nothing before the bad line is lost
             raise exc.as_traced() from None
@@ -114,8 +112,8 @@ class Loader:
             self.records_written += written
             self._since_global_state += written
 
-    def _complete(self, descriptor: tuple[str | None, str]) -> None:
-        stream = self._resolver.find(*descriptor)
+    def _complete(self, namespace: str | None, name: str) -> None:
+        stream = self._resolver.find(namespace, name)
         if stream is not None:
             self._complete_lane(self._lanes[stream])
 

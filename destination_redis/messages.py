@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import msgspec
-import orjson
 
 from destination_redis.errors import config_error
 
@@ -160,20 +159,24 @@ class StateMessage:
         return msgspec.json.encode(self._message) + b"\n"
 
 
-def completed_stream(message: Message) -> tuple[str | None, str] | None:
-    """(namespace, name) of a TRACE STREAM_STATUS COMPLETE message, else None."""
-    if message.type != "TRACE" or not bytes(message.trace):
+class StreamStatus(msgspec.Struct):
+    """A TRACE STREAM_STATUS: which stream, and its status (STARTED, COMPLETE, ...)."""
+
+    namespace: str | None
+    name: str
+    status: str
+
+
+def stream_status(message: Message) -> StreamStatus | None:
+    """The STREAM_STATUS a TRACE message carries, else None (other traces, other messages)."""
+    if message.type != "TRACE" or bytes(message.trace)[:1] != b"{":
         return None
-    trace = orjson.loads(bytes(message.trace))
+    trace = msgspec.json.decode(message.trace)
     if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
         return None
     status = trace.get("stream_status") or {}
     descriptor = status.get("stream_descriptor") or {}
     name = descriptor.get("name")
-    if status.get("status") != "COMPLETE" or not isinstance(name, str):
+    if not isinstance(name, str):
         return None
-    return descriptor.get("namespace"), name
-
-
-def is_stream_status(message: Message) -> bool:
-    return message.type == "TRACE" and b'"STREAM_STATUS"' in bytes(message.trace)
+    return StreamStatus(namespace=descriptor.get("namespace"), name=name, status=str(status.get("status")))
