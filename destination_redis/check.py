@@ -59,7 +59,7 @@ def probe_commands(target: RedisTarget, config: RedisConfig, prefix: str) -> lis
     SCAN and deleted (UNLINK from 4.0, DEL). Keep it in step with the writers.
     """
     record = f"{prefix}:1"
-    hset = "HSET" if target.server.has_multi_field_hset else "HMSET"
+    hset = target.server.hset_verb.decode()
     commands: list[tuple[Any, ...]] = [
         ("INCRBY", prefix, 1),
         ("GET", prefix),

@@ -63,8 +63,9 @@ class ServerInfo:
         return self.version >= (4, 0, 0)
 
     @property
-    def has_multi_field_hset(self) -> bool:
-        return self.version >= (4, 0, 0)
+    def hset_verb(self) -> bytes:
+        """HSET with several fields came with Redis 4.0; HMSET does the same before it."""
+        return b"HSET" if self.version >= (4, 0, 0) else b"HMSET"
 
     @property
     def has_acl(self) -> bool:

@@ -23,8 +23,7 @@ class HashWriter(StreamWriter):
         self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
     ) -> None:
         super().__init__(stream, target, runner, ttl_seconds)
-        # HSET with several fields needs Redis 4.0; HMSET does the same before it.
-        self.set_verb = b"HSET" if self.target.server.has_multi_field_hset else b"HMSET"
+        self.set_verb = self.target.server.hset_verb
         self._template = hset_template(self.set_verb, self.key)
         self._pack = pack_record
         if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline

@@ -29,7 +29,7 @@ class HashDedupWriter(StreamWriter):
         self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
     ) -> None:
         super().__init__(stream, target, runner, ttl_seconds)
-        self.set_verb = b"HSET" if self.target.server.has_multi_field_hset else b"HMSET"
+        self.set_verb = self.target.server.hset_verb
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
 
