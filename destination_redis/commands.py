@@ -66,25 +66,22 @@ class CommandRunner:
                     self._raise_first_error(replies, describe)
                 return replies
             except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-                if attempt == self._attempts:
-                    raise transient_error(
-                        f"Lost the connection to Redis at {self._target.where} "
-                        f"{self._attempts} times in a row ({type(exc).__name__}); giving up. "
-                        f"Check the server's health and the network, then retry the sync.",
-                        internal=str(exc),
-                    ) from None
-                delay = self._backoff_s * (2 ** (attempt - 1))
-                logger.warning(
-                    f"Redis connection lost ({type(exc).__name__}); resending the batch in {delay:.1f}s "
-                    f"(attempt {attempt + 1} of {self._attempts})."
+                reason = f"Redis connection lost ({type(exc).__name__})"
+                failure = transient_error(
+                    f"Lost the connection to Redis at {self._target.where} "
+                    f"{self._attempts} times in a row ({type(exc).__name__}); giving up. "
+                    f"Check the server's health and the network, then retry the sync.",
+                    internal=str(exc),
                 )
-                time.sleep(delay)
             except _RetryableReply as exc:
-                if attempt == self._attempts:
-                    raise transient_error(exc.message) from None
-                delay = self._backoff_s * (2 ** (attempt - 1))
-                logger.warning(f"{exc.message}; resending the batch in {delay:.1f}s.")
-                time.sleep(delay)
+                reason, failure = exc.message, transient_error(exc.message)
+            if attempt == self._attempts:
+                raise failure from None
+            delay = self._backoff_s * (2 ** (attempt - 1))
+            logger.warning(
+                f"{reason}; resending the batch in {delay:.1f}s (attempt {attempt + 1} of {self._attempts})."
+            )
+            time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
 
     def _send(self, payload: bytes, count: int) -> list[Any]:
