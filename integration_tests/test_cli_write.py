@@ -676,3 +676,59 @@ def test_out_of_memory_is_a_clear_error_and_no_state_follows(
     for n in range(1, 6):
         assert hash_at(client, f":users:{n}") == stored(n, {"n": n})
     client.close()
+
+
+@pytest.mark.core
+def test_a_refused_connection_is_retried_without_duplicating_records(
+    tmp_path: Path, fresh_server: RedisServer
+) -> None:
+    """Between two batches the server drops the connector's connection and refuses new ones
+    (maxclients reached): the batch is resent after a backoff, every record is stored once and
+    the ids stay 1..N."""
+    (tmp_path / "config.json").write_text(json.dumps(fresh_server.config()))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog(("users", "append"))))
+    argv = [
+        _script(),
+        "write",
+        "--config",
+        str(tmp_path / "config.json"),
+        "--catalog",
+        str(tmp_path / "catalog.json"),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    admin = fresh_server.client()
+    try:
+        proc.stdin.write(lines(record("users", {"n": 1}), stream_state("users", {"c": 1}, id=1)).encode())
+        proc.stdin.flush()
+        _read_until_state(proc, timeout=30)
+        admin.config_set("maxclients", 1)  # only this admin connection fits
+        assert int(admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")) >= 1
+        refused_before = int(admin.info("stats")["rejected_connections"])
+        second = stream_state("users", {"c": 3}, id=2)
+        proc.stdin.write(lines(record("users", {"n": 2}), record("users", {"n": 3}), second).encode())
+        proc.stdin.flush()
+        deadline = time.monotonic() + 20
+        while int(admin.info("stats")["rejected_connections"]) == refused_before:
+            assert time.monotonic() < deadline, "the connector never tried to reconnect"
+            time.sleep(0.02)
+        admin.config_set("maxclients", 1000)
+        assert _read_until_state(proc, timeout=30) == with_count(second, 2)
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stored = [json.loads(admin.hget(f":users:{i}", "_airbyte_data") or b"null") for i in (1, 2, 3)]
+    assert stored == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert admin.get(":users") == b"3"
+    assert admin.dbsize() == 4
+    admin.close()
