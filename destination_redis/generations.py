@@ -44,6 +44,7 @@ class Generations:
         self.meta_key = keys.meta_key(stream_key)
         self.runner = runner
         self.first_id = 0
+        self._start_fields: list[bytes] = []  # the meta's start:<g> fields, as old_range read them
 
     def begin(self) -> None:
         """Decide where this sync's ids start, and mark the generation as running."""
@@ -81,6 +82,7 @@ class Generations:
             return None
         (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
         meta = _pairs(meta_reply)
+        self._start_fields = [field for field in meta if field.startswith(START_PREFIX)]
         floor = int(meta.get(F_FLOOR, b"1"))
         starts = {
             int(field[len(START_PREFIX):]): int(value)
@@ -96,11 +98,7 @@ class Generations:
         """Mark the generation complete; remember the cleanup's cutoff as the new floor, and
         forget the ranges of generations already removed."""
         minimum = self.stream.oldest_kept_generation
-        (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
-        stale = [
-            field for field in _pairs(meta_reply)
-            if field.startswith(START_PREFIX) and int(field[len(START_PREFIX):]) < minimum
-        ]
+        stale = [field for field in self._start_fields if int(field[len(START_PREFIX):]) < minimum]
         done: tuple[bytes | int, ...] = (b"HMSET", self.meta_key, F_STATUS, COMPLETE)
         if cleaned_below is not None:
             done += (F_FLOOR, cleaned_below)
