@@ -6,8 +6,10 @@ the first id of each generation and whether the current one completed:
 
 - A sync that resumes a generation that never completed (a retried attempt) keeps that
   generation's first id, so what the failed attempt wrote counts as current data.
-- Any other sync (a new generation, or a generation that already completed: PyAirbyte sends
-  generation 1 on every run) starts a new range at the counter + 1.
+- A generation seen again after it completed (PyAirbyte sends generation 1 on every run) is the
+  same generation for `append` and `append_dedup`: its first id is kept, nothing it wrote goes.
+  For `overwrite` it is a new replace: a new range starts at the counter + 1.
+- A new generation starts a new range at the counter + 1.
 - Only when the stream completes are keys below the first id of the oldest generation still
   wanted (`minimum_generation_id`) deleted; a failed sync deletes nothing.
 - After a cleanup no key has an id below its cutoff: kept as `floor`, so the next cleanup of the
@@ -51,18 +53,23 @@ class Generations:
         meta_reply, counter = self.runner.run([(b"HGETALL", self.meta_key), (b"GET", self.counter_key)])
         meta = _pairs(meta_reply)
         start_field = START_PREFIX + b"%d" % self.generation
-        resuming = (
-            meta.get(F_GENERATION) == b"%d" % self.generation
-            and meta.get(F_STATUS) == RUNNING
-            and start_field in meta
-        )
-        if resuming:
+        known = meta.get(F_GENERATION) == b"%d" % self.generation and start_field in meta
+        running = meta.get(F_STATUS) == RUNNING
+        if known and (running or self.stream.sync_mode != "overwrite"):
+            # A retried attempt, or (append, append_dedup) the same generation run again after it
+            # completed: PyAirbyte sends generation 1 on every run, and an incremental run sends
+            # only what changed, so what the generation wrote before stays current data.
             self.first_id = int(meta[start_field])
+            why = "resuming generation" if running else "generation already completed, continuing"
             logger.info(
-                f"Stream '{self.stream.label}': resuming generation {self.generation}; records "
-                f"from id {self.first_id} written by an earlier attempt are kept."
+                f"Stream '{self.stream.label}': {why} {self.generation}; records from id "
+                f"{self.first_id} written by earlier syncs of it are kept."
             )
+            if not running:
+                self.runner.run([(b"HMSET", self.meta_key, F_STATUS, RUNNING)])
             return
+        # A new generation, or an overwrite of a generation that completed: that sync replaces
+        # the stream ("replace" run twice leaves one copy).
         self.first_id = int(counter or 0) + 1
         # HMSET: every server version has it (HSET takes several fields only from 4.0).
         self.runner.run([

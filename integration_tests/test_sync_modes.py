@@ -284,15 +284,91 @@ def test_refresh_without_statuses_completes_at_end_of_input(
     assert generations_stored(redis_client) == [(2, 3)]
 
 
-def test_same_generation_run_twice_like_pyairbyte_leaves_one_copy(
+# PyAirbyte sends generation_id = minimum_generation_id = sync_id = 1 on every run (DESIGN.md,
+# "Refreshes and repeated generation ids"): a completed generation seen again is the same
+# generation for append and append_dedup (keep all), and a new replace for overwrite.
+DONE = [stream_state("users", {"c": 1}), status("users", "COMPLETE")]
+
+
+def test_overwrite_run_twice_with_generation_1_leaves_one_copy(
     redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    done = [stream_state("users", {"c": 1}), status("users", "COMPLETE")]
     for _ in range(2):
-        result = refresh(redis_server, tmp_path, 1, [1, 2, 3], done)
+        result = refresh(redis_server, tmp_path, 1, [1, 2, 3], DONE, mode="overwrite")
         assert result.returncode == 0, result.stdout
     assert generations_stored(redis_client) == [(1, 1), (1, 2), (1, 3)]
     assert len(user_keys(redis_client)) == 4  # three records and the counter
+
+
+def test_append_run_twice_with_generation_1_keeps_both_runs(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    assert refresh(redis_server, tmp_path, 1, [1, 2, 3], DONE).returncode == 0
+    second = refresh(redis_server, tmp_path, 1, [4], DONE)
+    assert second.returncode == 0, second.stdout
+    assert generations_stored(redis_client) == [(1, 1), (1, 2), (1, 3), (1, 4)]
+    assert "deleted" not in second.stdout
+
+
+def test_dedup_run_twice_with_generation_1_keeps_what_the_second_run_did_not_resend(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The issue's reproduction: run 2 (incremental) sends only id 4; ids 1-3 must stay."""
+    assert refresh(redis_server, tmp_path, 1, [1, 2, 3], DONE, mode="append_dedup").returncode == 0
+    second = refresh(redis_server, tmp_path, 1, [4, 2], DONE, mode="append_dedup")
+    assert second.returncode == 0, second.stdout
+    assert generations_stored(redis_client) == [(1, 1), (1, 2), (1, 3), (1, 4)]
+    assert user_keys(redis_client) == {b":users", b":users:1", b":users:2", b":users:3", b":users:4"}
+    assert json.loads(redis_client.hget(":users:2", "_airbyte_ab_id") or b"0") == 5  # the newer copy
+
+
+def test_failed_repeat_of_a_completed_generation_deletes_nothing_either(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    assert refresh(redis_server, tmp_path, 1, [1, 2], DONE, mode="append_dedup").returncode == 0
+    crashed = refresh(redis_server, tmp_path, 1, [3], ["this is not json"], mode="append_dedup")
+    assert crashed.returncode != 0
+    assert refresh(redis_server, tmp_path, 1, [4], DONE, mode="append_dedup").returncode == 0
+    assert generations_stored(redis_client) == [(1, 1), (1, 2), (1, 3), (1, 4)]
+
+
+def incremental(server: RedisServer, tmp_path: Path, mode: str, generation: int, values: list[int]) -> Result:
+    """A platform sync: generation ids grow on refreshes only, minimum_generation_id 0."""
+    streams = [configured("users", mode, [["id"]] if mode == "append_dedup" else None,
+                          generation=generation, minimum=0)]
+    body = [record("users", {"id": v, "gen": generation}) for v in values]
+    return write(server, tmp_path, streams, lines(*body, *DONE))
+
+
+def test_growing_generations_with_minimum_0_keep_everything_in_append_and_dedup(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    for mode in ("append", "append_dedup"):
+        redis_client.flushdb()
+        for generation, values in ((1, [1, 2]), (1, [3]), (2, [4]), (3, [2])):
+            assert incremental(redis_server, tmp_path, mode, generation, values).returncode == 0
+        expected = [(1, 1), (1, 3), (2, 4), (3, 2)] if mode == "append_dedup" else [
+            (1, 1), (1, 2), (1, 3), (2, 4), (3, 2)]
+        assert generations_stored(redis_client) == expected, mode
+
+
+def test_growing_generations_of_an_overwrite_keep_only_the_last(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    for generation, values in ((1, [1, 2]), (2, [3]), (3, [4, 5])):
+        assert incremental(redis_server, tmp_path, "overwrite", generation, values).returncode == 0
+        assert generations_stored(redis_client) == [(generation, v) for v in values]
+
+
+def test_growing_generations_of_a_refresh_remove_the_old_ones(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """minimum_generation_id = generation_id (a refresh of an append or dedup stream)."""
+    for mode in ("append", "append_dedup"):
+        redis_client.flushdb()
+        assert refresh(redis_server, tmp_path, 1, [1, 2], DONE, mode=mode).returncode == 0
+        assert refresh(redis_server, tmp_path, 2, [2], DONE, mode=mode).returncode == 0
+        assert generations_stored(redis_client) == [(2, 2)], mode
 
 
 def test_dedup_refresh_removes_keys_not_in_the_new_generation(
