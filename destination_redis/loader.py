@@ -13,13 +13,13 @@ import logging
 from collections.abc import Iterable, Iterator
 
 from destination_redis.catalog import Stream, StreamResolver
-from destination_redis.errors import config_error
 from destination_redis.messages import (
     InputError,
     Record,
+    RefusedLine,
     StateMessage,
+    StreamStatus,
     read_messages,
-    stream_status,
 )
 from destination_redis.writers import RecordError, StreamWriter
 
@@ -64,30 +64,30 @@ class Loader:
         routes = self._routes
         buffered = buffered_bytes = 0
         try:
-            for number, line, message, data in read_messages(lines):
+            for number, message, data, parsed in read_messages(lines):
                 record = message.record
                 if record is not None and message.type == "RECORD":
-                    lane = routes.get((record.namespace, record.stream)) or self._route(record)
+                    lane = routes.get((record.namespace, record.stream)) or self._route(record, number)
                     try:
                         lane.writer.add(record.emitted_at, data)
                     except RecordError as exc:
-                        raise InputError(number, str(exc)) from None
+                        raise RefusedLine(number, f"{exc}.") from None
                     lane.since_state += 1
                     buffered += 1
                     buffered_bytes += len(data)
                     if buffered >= self._batch_records or buffered_bytes >= self._batch_bytes:
                         self._flush()
                         buffered = buffered_bytes = 0
-                elif message.type == "STATE":
+                elif isinstance(parsed, StateMessage):
                     self._flush()
                     buffered = buffered_bytes = 0
-                    yield self._count_state(StateMessage(line))
-                elif (status := stream_status(message)) is not None:
+                    yield self._count_state(parsed)
+                elif isinstance(parsed, StreamStatus):
                     self._statuses_seen = True
-                    if status.status == "COMPLETE":
+                    if parsed.status == "COMPLETE":
                         self._flush()
                         buffered = buffered_bytes = 0
-                        self._complete(status.namespace, status.name)
+                        self._complete(parsed.namespace, parsed.name)
         except InputError as exc:
             self._flush()  # nothing before the bad line is lost
             raise exc.as_traced() from None
@@ -97,11 +97,10 @@ class Loader:
                 self._complete_lane(lane)
         logger.info(f"Wrote {self.records_written} records.")
 
-    def _route(self, record: Record) -> _Lane:
+    def _route(self, record: Record, number: int) -> _Lane:
         stream = self._resolver.find(record.namespace, record.stream)
         if stream is None:
-            self._flush()
-            raise config_error(self._resolver.describe_missing(record.namespace, record.stream))
+            raise RefusedLine(number, self._resolver.describe_missing(record.namespace, record.stream))
         lane = self._lanes[stream]
         self._routes[(record.namespace, record.stream)] = lane
         return lane

@@ -57,16 +57,38 @@ class InputError(Exception):
         )
 
 
+class RefusedLine(InputError):
+    """A valid message that cannot be loaded (e.g. its stream is not in the catalog)."""
+
+    def as_traced(self) -> Exception:
+        return config_error(
+            f"Input line {self.line}: {self.problem} Everything before it was written and its "
+            f"states emitted."
+        )
+
+
 _decoder = msgspec.json.Decoder(Message)
 
+# Deeper nesting than this (objects and arrays, counted from the line's top level) is refused:
+# a fixed limit, far below where any parser on the way (msgspec, orjson, the JSON module of
+# Redis) gives up, so whether a line is accepted never depends on the call stack.
+MAX_DEPTH = 512
 
-def read_messages(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Message, bytes]]:
-    """Yield (line number, line, message, record data as compact JSON or b"").
+def read_messages(
+    lines: Iterable[bytes],
+) -> Iterator[tuple[int, Message, bytes, StateMessage | StreamStatus | None]]:
+    """Yield (line number, message, record data as compact JSON or b"", parsed extra).
 
+    The extra is the StateMessage of a STATE, the StreamStatus of a STREAM_STATUS trace, else
+    None: every line is parsed completely here, so a bad one is refused here, naming its line.
     Raises InputError on the first line that is not a valid message.
     """
     decode = _decoder.decode
     for number, line in enumerate(lines, 1):
+        if not line.isascii():
+            _check_utf8(number, line)
+        if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+            _check_depth(number, line)
         try:
             message = decode(line)
         except msgspec.ValidationError as exc:
@@ -75,16 +97,47 @@ def read_messages(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Message,
             if not line.strip():
                 continue  # a blank line carries nothing; tolerate it
             raise InputError(number, f"not JSON ({exc})") from None
+        except RecursionError:  # pragma: no cover  # MAX_DEPTH keeps well below it
+            raise InputError(number, "nested too deeply") from None
         data = b""
+        extra: StateMessage | StreamStatus | None = None
         if message.type == "RECORD":
             if message.record is None:
                 raise InputError(number, "a RECORD message without `record`")
             data = compact_json(message.record.data)
             if data[:1] != b"{":
                 raise InputError(number, "`record.data` must be a JSON object")
-        elif message.type == "STATE" and bytes(message.state)[:1] != b"{":
-            raise InputError(number, "a STATE message needs a `state` object")
-        yield number, line, message, data
+        elif message.type == "STATE":
+            if bytes(message.state)[:1] != b"{":
+                raise InputError(number, "a STATE message needs a `state` object")
+            extra = StateMessage(line)
+        elif message.type == "TRACE":
+            extra = stream_status(message)
+        yield number, message, data, extra
+
+
+def _check_utf8(number: int, line: bytes) -> None:
+    """The protocol is UTF-8 JSON: a line that is not UTF-8 would be stored or echoed corrupted."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _check_depth(number: int, line: bytes) -> None:
+    """Refuse nesting deeper than MAX_DEPTH; only lines with that many brackets get here."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub(b'""', line):
+        if char in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    if deepest > MAX_DEPTH:
+        raise InputError(number, f"nested {deepest} levels deep; at most {MAX_DEPTH} are accepted")
 
 
 def compact_json(raw: msgspec.Raw | bytes) -> bytes:
@@ -168,15 +221,20 @@ class StreamStatus(msgspec.Struct):
 
 
 def stream_status(message: Message) -> StreamStatus | None:
-    """The STREAM_STATUS a TRACE message carries, else None (other traces, other messages)."""
-    if message.type != "TRACE" or bytes(message.trace)[:1] != b"{":
+    """The STREAM_STATUS a TRACE message carries, else None (other traces, other messages).
+
+    Traces are not stored: one of an unexpected shape is simply not a status.
+    """
+    if bytes(message.trace)[:1] != b"{":
         return None
     trace = msgspec.json.decode(message.trace)
     if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
         return None
-    status = trace.get("stream_status") or {}
-    descriptor = status.get("stream_descriptor") or {}
-    name = descriptor.get("name")
-    if not isinstance(name, str):
+    status = trace.get("stream_status")
+    descriptor = status.get("stream_descriptor") if isinstance(status, dict) else None
+    if not isinstance(status, dict) or not isinstance(descriptor, dict):
         return None
-    return StreamStatus(namespace=descriptor.get("namespace"), name=name, status=str(status.get("status")))
+    name, namespace = descriptor.get("name"), descriptor.get("namespace")
+    if not isinstance(name, str) or not isinstance(namespace, str | None):
+        return None
+    return StreamStatus(namespace=namespace, name=name, status=str(status.get("status")))

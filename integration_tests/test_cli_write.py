@@ -610,7 +610,7 @@ def test_record_of_an_unknown_stream_is_a_clear_error(
         stream_state("users", {"cursor": 2}, id=2),
     )
 
-    error = assert_failed(result, "'payments'")
+    error = assert_failed(result, "Input line 3:", "'payments'", "configured streams: 'users'")
     assert error["failure_type"] == "config_error"
     assert result.states == [with_count(first_state, 1)]
     assert keys_of(redis_client) == stream_keys(":users", 1)

@@ -10,7 +10,14 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_redis.messages import InputError, StateMessage, compact_json, read_messages
+from destination_redis.messages import (
+    MAX_DEPTH,
+    InputError,
+    StateMessage,
+    StreamStatus,
+    compact_json,
+    read_messages,
+)
 
 # compact_json --------------------------------------------------------------------------------
 
@@ -101,7 +108,7 @@ STATE = b'{"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state
 
 
 def read_all(lines: list[bytes]) -> list[tuple[int, str, bytes]]:
-    return [(number, message.type, data) for number, _line, message, data in read_messages(lines)]
+    return [(number, message.type, data) for number, message, data, _parsed in read_messages(lines)]
 
 
 def error_of(lines: list[bytes]) -> InputError:
@@ -117,7 +124,7 @@ def test_read_messages_yields_line_numbers_types_and_compact_data() -> None:
 
 def test_read_messages_gives_the_record_fields() -> None:
     line = rec({"a": 1}, stream="orders", emitted_at=1_700_000_000_123, namespace="shop")
-    ((_, _, message, data),) = list(read_messages([line]))
+    ((_, message, data, _),) = list(read_messages([line]))
     assert message.record is not None
     assert (message.record.stream, message.record.namespace, message.record.emitted_at) == (
         "orders",
@@ -135,7 +142,7 @@ def test_read_messages_accepts_null_namespace_and_unknown_fields() -> None:
             "future": True,
         }
     ).encode()
-    ((_, _, message, data),) = list(read_messages([line]))
+    ((_, message, data, _),) = list(read_messages([line]))
     assert message.record is not None
     assert message.record.namespace is None
     assert data == b"{}"
@@ -207,10 +214,97 @@ def test_lone_surrogate_escape_is_kept_or_reported_never_a_crash() -> None:
     line = b'{"type": "RECORD", "record": {"stream": "u", "data": {"s": "\\ud800"}, "emitted_at": 1}}'
     outcome: object
     try:
-        ((_, _, _, outcome),) = list(read_messages([line]))
+        ((_, _, outcome, _),) = list(read_messages([line]))
     except InputError as err:
         outcome = ("InputError", err.line)
     assert outcome in (b'{"s":"\\ud800"}', ("InputError", 1))
+
+
+def nested(depth: int) -> Any:
+    """A value `depth` levels deep: [[...[1]...]]."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# The envelope {"type": .., "record": {.., "data": {"a": <value>}}} adds 3 levels.
+ENVELOPE = 3
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    ((_, _, data),) = read_all([rec({"a": nested(MAX_DEPTH - ENVELOPE)})])
+    assert data == json.dumps({"a": nested(MAX_DEPTH - ENVELOPE)}, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - ENVELOPE + 1, 1000, 100_000])
+def test_deeper_nesting_is_refused_naming_the_line(depth: int) -> None:
+    line = b'{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":' + (
+        b"[" * depth + b"]" * depth + b"}}}"
+    )
+    err = error_of([rec(), line])
+    assert err.line == 2
+    assert f"at most {MAX_DEPTH}" in err.problem
+
+
+def test_deep_state_is_refused_too() -> None:
+    line = b'{"type":"STATE","state":{"a":' + b"[" * 2000 + b"]" * 2000 + b"}}"
+    assert error_of([STATE, line]).line == 2
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = '[{"\\"' * 400 + '\"]'
+    ((_, _, data),) = read_all([rec({"s": text})])
+    assert json.loads(data) == {"s": text}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"a":"\xff"}}}',
+        b'{"type":"RECORD","record":{"stream":"u\xc3","emitted_at":1,"data":{}}}',
+        b'{"type":"RECORD","record":{"stream":"u","namespace":"\xed\xa0\x80","emitted_at":1,"data":{}}}',
+        b'{"type":"RECORD","record":{"stream":"u","emitted_at":1,"data":{"\xfe":1}}}',
+        b'{"type":"STATE","state":{"type":"GLOBAL","x":"\xc0\xaf"}}',
+    ],
+    ids=["in-data", "in-stream", "surrogate-in-namespace", "in-a-key", "in-a-state"],
+)
+def test_invalid_utf8_is_refused_naming_the_line_and_byte(line: bytes) -> None:
+    err = error_of([rec(), line])
+    assert err.line == 2
+    assert "not valid UTF-8" in err.problem
+    first_bad = next(i for i, byte in enumerate(line) if byte >= 0x80)
+    assert f"byte {first_bad + 1} of the line" in err.problem
+
+
+def test_valid_utf8_of_every_width_is_kept() -> None:
+    ((_, _, data),) = read_all([rec({"s": "é東😀"}, stream="ü")])
+    assert data == '{"s":"é東😀"}'.encode()
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        {"type": "STREAM_STATUS", "stream_status": 5},
+        {"type": "STREAM_STATUS", "stream_status": {"stream_descriptor": [1]}},
+        {"type": "STREAM_STATUS", "stream_status": {"stream_descriptor": {"name": 3}}},
+        {"type": "STREAM_STATUS", "stream_status": {"stream_descriptor": {"name": "u", "namespace": 3}}},
+        {"type": "ERROR", "error": {"message": "STREAM_STATUS"}},
+        [1, 2],
+    ],
+)
+def test_odd_traces_are_not_statuses_and_never_crash(trace: Any) -> None:
+    line = json.dumps({"type": "TRACE", "trace": trace}).encode()
+    ((_, message, _, parsed),) = list(read_messages([line]))
+    assert message.type == "TRACE"
+    assert parsed is None
+
+
+def test_stream_status_is_parsed_by_the_reader() -> None:
+    status = {"stream_descriptor": {"name": "u", "namespace": None}, "status": "COMPLETE"}
+    line = json.dumps({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "stream_status": status}})
+    ((_, _, _, parsed),) = list(read_messages([line.encode()]))
+    assert parsed == StreamStatus(namespace=None, name="u", status="COMPLETE")
 
 
 # StateMessage ---------------------------------------------------------------------------------
