@@ -7,8 +7,10 @@ working. `unit_tests/test_spec.py` proves that these models and `spec.json` agre
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from destination_redis.errors import config_error
@@ -101,3 +103,31 @@ def parse_config(raw: Any) -> RedisConfig:
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
         )
         raise config_error(f"Invalid configuration: {problems}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in the `--config` file; a missing, unreadable or malformed file is a
+    config_error naming the file and the problem (no traceback: the user must fix the file)."""
+    try:
+        raw = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise config_error(
+            f"Cannot read the config file {path}: {exc.strerror or type(exc).__name__}."
+        ) from None
+    except orjson.JSONDecodeError as exc:
+        raise config_error(f"The config file {path} is not JSON ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise config_error(
+            f"The config file {path} must hold a JSON object of settings, not {_json_kind(raw)}."
+        )
+    return raw
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a number" if isinstance(value, int | float) and not isinstance(value, bool) else "a boolean"

@@ -22,6 +22,7 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
     Status,
+    Type,
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -29,7 +30,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_redis.catalog import Stream, load_catalog, parse_catalog
 from destination_redis.check import run_check
 from destination_redis.commands import CommandRunner
-from destination_redis.config import RedisConfig, parse_config
+from destination_redis.config import RedisConfig, load_config_file, parse_config
 from destination_redis.connection import open_target
 from destination_redis.loader import Loader
 from destination_redis.writers import make_writer
@@ -56,13 +57,20 @@ class DestinationRedis(Destination):
             yield AirbyteMessageSerializer.load(orjson.loads(state))
 
     def run(self, args: list[str]) -> None:
+        """spec, check and write on the command line. The config file is read and validated
+        here, the same way for check and write, so a mistake gets the same message from both."""
         parsed = self.parse_args(args)
-        if parsed.command != "write":
+        if parsed.command == "spec":
             super().run(args)
             return
-        raw_config = self.read_config(config_path=parsed.config)
+        raw_config = load_config_file(parsed.config)
         spec = self.spec(logging.getLogger("airbyte"))
         update_secrets(get_secrets(spec.connectionSpecification, raw_config))
+        if parsed.command == "check":
+            status = self.check(logging.getLogger("airbyte"), raw_config)
+            message = AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
+            emit([orjson.dumps(AirbyteMessageSerializer.dump(message)) + b"\n"], sys.stdout)
+            return
         config = parse_config(raw_config)
         streams = load_catalog(parsed.catalog)
         emit(write_lines(config, streams, sys.stdin.buffer), sys.stdout)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 from airbyte_cdk.logger import AirbyteLogFormatter
+from airbyte_cdk.models import AirbyteMessageSerializer, FailureType
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_redis.destination import DestinationRedis
@@ -29,9 +32,13 @@ def run(argv: list[str] | None = None) -> None:
     try:
         DestinationRedis().run(sys.argv[1:] if argv is None else argv)
     except AirbyteTracedException as exc:
-        # A known failure: one TRACE error message with the cause, no traceback noise.
+        # A known failure: one TRACE error message with the cause. A config_error is the user's
+        # to fix: its stack trace would only be noise, so it carries none.
         logger.error(exc.message)
-        exc.emit_message()
+        message = exc.as_airbyte_message()
+        if exc.failure_type == FailureType.config_error and message.trace and message.trace.error:
+            message.trace.error.stack_trace = None
+        print(filter_secrets(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode()), flush=True)
         sys.exit(1)
 
 

@@ -161,3 +161,62 @@ def test_check_succeeds_for_a_user_allowed_to_read_and_write(
     result = check_cli(tmp_path, fresh_server.config(username="app", password=PASSWORD))
     assert result.connection_status["status"] == "SUCCEEDED", result.stdout
     assert fresh_server.client().dbsize() == 0
+
+
+# --- configuration mistakes a new user makes (issue 8.3) ---------------------------------------
+
+CATALOG = {"streams": [{"stream": {"name": "users", "json_schema": {}}, "destination_sync_mode": "append"}]}
+
+
+def command_with_config_file(command: str, tmp_path: Path, config_path: Path) -> list[str]:
+    args = [command, "--config", str(config_path)]
+    if command == "write":
+        catalog_path = tmp_path / "catalog.json"
+        catalog_path.write_text(json.dumps(CATALOG))
+        args += ["--catalog", str(catalog_path)]
+    return args
+
+
+@pytest.mark.parametrize("command", ["check", "write"])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "No such file or directory"),
+        (b"host: localhost\n", "is not JSON"),
+        (b"", "is not JSON"),
+        (b'["host", "localhost"]', "must hold a JSON object of settings, not an array"),
+    ],
+    ids=["missing", "yaml", "empty", "array"],
+)
+def test_unreadable_config_file_is_a_config_error_naming_the_file(
+    tmp_path: Path, command: str, content: bytes | None, problem: str
+) -> None:
+    config_path = tmp_path / "my-config.json"
+    if content is not None:
+        config_path.write_bytes(content)
+    result = run_connector(command_with_config_file(command, tmp_path, config_path), tmp_path)
+
+    assert result.returncode == 1, result.stdout
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error"
+    assert str(config_path) in error["message"], error
+    assert problem in error["message"], error
+    assert not error.get("stack_trace")
+    assert not result.of_type("CONNECTION_STATUS")
+
+
+def test_check_and_write_give_the_same_message_naming_the_field(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps({"host": "127.0.0.1", "port": "abc"}))
+    check = run_connector(command_with_config_file("check", tmp_path, config_path), tmp_path)
+    write = run_connector(command_with_config_file("write", tmp_path, config_path), tmp_path)
+
+    message = assert_check_failed(check, "port")
+    (error,) = write.errors
+    assert write.returncode == 1
+    assert error["failure_type"] == "config_error"
+    assert error["message"] == message
+    assert message.startswith("Invalid configuration: port: ")
+    assert "Traceback" not in check.stdout + write.stdout + write.stderr
