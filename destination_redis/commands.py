@@ -2,8 +2,10 @@
 
 redis-py's Pipeline costs ~10 us per command in Python; packing with hiredis and reading the
 replies straight off one pooled connection costs a fraction of that. A lost connection is retried
-with backoff, resending the whole batch: callers only send idempotent batches (ids reserved
-before the write), so a retry never duplicates a record.
+with backoff, resending the whole batch: most batches are idempotent (records written under ids
+reserved before the write), so a retry never duplicates a record. A batch that is not (the
+INCRBY reserving those ids; later RPUSH/XADD) passes `applied`, a check that tells after a lost
+connection whether the server had run it, so it is resent only if it had not.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ Command = Sequence[bytes | str | int]
 # hiredis' type stub declares a one-element tuple; the function packs any number of arguments.
 pack_command = cast(Callable[[tuple[bytes | str | int | float, ...]], bytes], hiredis.pack_command)
 
+# After a lost connection: the replies of the batch if the server had run it, else None (resend).
+Applied = Callable[[], list[Any] | None]
+
 # Error codes after which the same write may succeed if retried (after a backoff).
 RETRYABLE_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"})
 
@@ -38,15 +43,29 @@ class CommandRunner:
         self._attempts = attempts
         self._backoff_s = backoff_s
 
-    def run(self, commands: Sequence[Command], tolerate_errors: bool = False) -> list[Any]:
+    def run(
+        self,
+        commands: Sequence[Command],
+        tolerate_errors: bool = False,
+        *,
+        applied: Applied | None = None,
+    ) -> list[Any]:
         """Replies in order; an error reply raises a traced error naming the code and the key.
 
         With `tolerate_errors`, error replies are returned as hiredis.ReplyError objects instead.
+
+        `applied` makes a batch that is not idempotent safe to retry. A lost connection
+        (ConnectionError, TimeoutError, OSError) leaves it unknown whether the server ran the
+        batch: before resending, after the backoff, the runner calls `applied()`. It returns the
+        batch's replies if the server had run it (they are returned as if read; nothing is
+        resent), or None if it had not (the batch is resent). It runs its own commands through
+        this runner, with the usual retries; an error it raises ends the run. A retryable error
+        reply (LOADING, BUSY, ...) means the batch did not run: `applied` is not called then.
         """
         if not commands:
             return []
         payload = b"".join([pack_command(tuple(cmd)) for cmd in commands])
-        return self.run_packed(payload, len(commands), commands.__getitem__, tolerate_errors)
+        return self.run_packed(payload, len(commands), commands.__getitem__, tolerate_errors, applied=applied)
 
     def run_packed(
         self,
@@ -54,18 +73,22 @@ class CommandRunner:
         count: int,
         describe: Callable[[int], Command],
         tolerate_errors: bool = False,
+        *,
+        applied: Applied | None = None,
     ) -> list[Any]:
         """Like `run` for commands already packed as RESP; `describe(i)` gives command i for errors.
 
         Hot paths pack their own commands (a bytes template is ~2x faster than pack_command).
         """
         for attempt in range(1, self._attempts + 1):
+            check: Applied | None = None  # only after a lost connection: a retryable reply never ran
             try:
                 replies = self._send(payload, count)
                 if not tolerate_errors:
                     self._raise_first_error(replies, describe)
                 return replies
             except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+                check = applied  # the batch may or may not have run
                 reason = f"Redis connection lost ({type(exc).__name__})"
                 failure = transient_error(
                     f"Lost the connection to Redis at {self._target.where} "
@@ -78,10 +101,16 @@ class CommandRunner:
             if attempt == self._attempts:
                 raise failure from None
             delay = self._backoff_s * (2 ** (attempt - 1))
+            action = "resending the batch" if check is None else "checking whether it ran, else resending"
             logger.warning(
-                f"{reason}; resending the batch in {delay:.1f}s (attempt {attempt + 1} of {self._attempts})."
+                f"{reason}; {action} in {delay:.1f}s (attempt {attempt + 1} of {self._attempts})."
             )
             time.sleep(delay)
+            if check is not None:
+                ran = check()
+                if ran is not None:
+                    logger.info("Redis had run the batch before the connection was lost: not resent.")
+                    return ran
         raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
 
     def _send(self, payload: bytes, count: int) -> list[Any]:

@@ -1,7 +1,8 @@
 """The seed's hash layout: counter `K`, one hash per record at `K:<id>` with three fields.
 
-Ids are reserved per batch with one INCRBY before the batch is written, so a batch that is
-retried after a lost connection rewrites the same keys instead of duplicating records.
+Ids are reserved per batch with one INCRBY (IdCounter, itself safe to retry) before the batch is
+written, so a batch that is retried after a lost connection rewrites the same keys instead of
+duplicating records.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from destination_redis.commands import CommandRunner
 from destination_redis.connection import RedisTarget
 from destination_redis.keyspace import delete_keys, delete_named
 from destination_redis.writers.base import StreamWriter
+from destination_redis.writers.ids import IdCounter
 
 F_ID = b"_airbyte_ab_id"
 F_EMITTED_AT = b"_airbyte_emitted_at"
@@ -29,6 +31,7 @@ class HashWriter(StreamWriter):
         if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
             self._template += expire_template(self.key, ttl_seconds)
             self._pack = pack_record_with_expire
+        self._ids = IdCounter(self.key, runner)
         self._emitted: list[int] = []
         self._data: list[bytes] = []
 
@@ -40,8 +43,7 @@ class HashWriter(StreamWriter):
         count = len(self._data)
         if not count:
             return 0
-        (last_id,) = self.runner.run([(b"INCRBY", self.key, count)])
-        first_id = int(last_id) - count + 1
+        first_id = self._ids.reserve(count)
         template, key_len, pack = self._template, len(self.key) + 1, self._pack
         payload = b"".join(
             [

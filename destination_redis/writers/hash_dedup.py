@@ -17,6 +17,7 @@ from destination_redis.connection import RedisTarget
 from destination_redis.keyspace import delete_keys
 from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID
+from destination_redis.writers.ids import IdCounter
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 
@@ -30,6 +31,7 @@ class HashDedupWriter(StreamWriter):
     ) -> None:
         super().__init__(stream, target, runner, ttl_seconds)
         self.set_verb = self.target.server.hset_verb
+        self._ids = IdCounter(self.key, runner)
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
 
@@ -64,10 +66,7 @@ class HashDedupWriter(StreamWriter):
     def flush(self) -> int:
         if not self._ops:
             return 0
-        next_id = 0
-        if self._upserts:
-            (last_id,) = self.runner.run([(b"INCRBY", self.key, self._upserts)])
-            next_id = int(last_id) - self._upserts + 1
+        next_id = self._ids.reserve(self._upserts) if self._upserts else 0
         commands: list[Command] = []
         for op in self._ops:
             if isinstance(op, bytes):

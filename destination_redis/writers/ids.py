@@ -1,0 +1,51 @@
+"""The stream's id counter `K`: reserves a batch's ids with one INCRBY, safe to retry.
+
+INCRBY is not idempotent: if the server ran it but the reply was lost with the connection, a
+plain resend would reserve a second range, skipping a batch's worth of ids and leaving the
+counter ahead of the records. The counter knows the value it expects (read once, then the last
+id of each reservation), so after a lost connection a GET tells whether its INCRBY ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from destination_redis.commands import CommandRunner
+
+
+class IdCounter:
+    """Hands out contiguous ids from the counter at `key`, one range per reservation."""
+
+    def __init__(self, key: bytes, runner: CommandRunner) -> None:
+        self.key = key
+        self.runner = runner
+        # The counter's value as last seen: read lazily, so a legacy overwrite's DEL of the
+        # counter (StreamWriter.start, before any flush) is read as 0.
+        self._known: int | None = None
+
+    def reserve(self, count: int) -> int:
+        """Reserve `count` ids (count >= 1); returns the first, the range is [first, first + count)."""
+        if self._known is None:
+            (value,) = self.runner.run([(b"GET", self.key)])
+            if value is not None and not value.lstrip(b"-").isdigit():
+                # Not a counter: INCRBY gets the server's refusal, which names the key.
+                self.runner.run([(b"INCRBY", self.key, count)])
+            self._known = int(value or 0)
+        expected = self._known + count
+
+        def applied() -> list[Any] | None:
+            (now,) = self.runner.run([(b"GET", self.key)])
+            if int(now or 0) == expected:
+                return [expected]  # our INCRBY ran; only its reply was lost
+            # The counter still reads the known value: our INCRBY did not run, resend it. Any other
+            # value means another writer moved the counter meanwhile: resend too. Our INCRBY may
+            # then have run as well, which skips ids (a gap), but a resend never hands out an id
+            # twice. (A concurrent writer that moved it by exactly `count` while ours did not run
+            # is indistinguishable; concurrent syncs of one stream are not supported anyway.)
+            return None
+
+        (last_id,) = self.runner.run([(b"INCRBY", self.key, count)], applied=applied)
+        # A reply other than `expected` means another writer moved the counter concurrently: the
+        # range the server handed out is still ours alone.
+        self._known = int(last_id)
+        return self._known - count + 1
