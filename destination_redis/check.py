@@ -11,12 +11,14 @@ import logging
 import uuid
 from typing import Any
 
+import hiredis
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
-from redis import exceptions as rex
 
 from destination_redis.config import RedisConfig
-from destination_redis.connection import RedisTarget, error_code, open_target
+from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
+from destination_redis.topology import open_router
+from destination_redis.topology.router import Router
 
 logger = logging.getLogger("airbyte")
 
@@ -25,13 +27,14 @@ PROBE_PREFIX = "_airbyte_check:"
 
 def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
     try:
-        with open_target(config) as target:
-            _ping(target)
-            _probe_write(target, config)
+        # Two attempts: check reports a lost connection now instead of retrying for long.
+        with open_router(config, attempts=2) as router:
+            _ping(router)
+            _probe_write(router, config)
             tls = f" over TLS (certificate verified for '{config.host}')" if config.tls else ""
             message = (
-                f"Connected to {target.server.label} ({target.server.mode}) at "
-                f"{target.where}{tls}, database {config.db}; the '{config.cache_type}' layout can be written."
+                f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
+                f"'{config.cache_type}' layout can be written."
             )
     except ConnectStepError as exc:
         return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)
@@ -42,96 +45,85 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
     return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=message)
 
 
-def _ping(target: RedisTarget) -> None:
-    try:
-        target.client.ping()
-    except rex.NoPermissionError:
-        pass  # syncs never PING; the INFO of the probe already proved the server answers
-    except rex.RedisError as exc:
-        raise ConnectStepError(f"PING failed at {target.where}: {type(exc).__name__}.", True) from None
+def _ping(router: Router) -> None:
+    for node in router.topology.primaries():
+        reply = router.run_on(node, (b"PING",), tolerate_errors=True)
+        if isinstance(reply, hiredis.ReplyError) and error_code(reply) != "NOPERM":
+            # syncs never PING, so a user without it is fine; anything else is not
+            raise ConnectStepError(f"PING failed at {node.where}: {reply}.", True)
 
 
-def probe_commands(target: RedisTarget, config: RedisConfig, prefix: str) -> list[tuple[Any, ...]]:
-    """Each command a sync of the hash cache type may send, on probe keys shaped like its keys.
+def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[list[tuple[Any, ...]]]:
+    """Each command a sync of the hash cache type may send, on probe keys shaped like its keys,
+    in the units the router sends (a MULTI .. EXEC is one unit).
 
     `prefix` plays the stream key: the counter (INCRBY, GET), `prefix:1` a record hash (HSET, or
     HMSET before Redis 4.0; HGET, HDEL, EXPIRE), replaced atomically (MULTI/DEL/EXEC), found with
-    SCAN and deleted (UNLINK from 4.0, DEL). Keep it in step with the writers.
+    SCAN (on every primary) and deleted (UNLINK from 4.0, DEL). Keep it in step with the writers.
     """
     record = f"{prefix}:1"
-    hset = target.server.hset_verb.decode()
-    commands: list[tuple[Any, ...]] = [
-        ("INCRBY", prefix, 1),
-        ("GET", prefix),
-        (hset, record, "_airbyte_ab_id", "1", "_airbyte_data", "{}"),
-        ("EXPIRE", record, 60),  # also the safety net should the deletes below be refused
-        ("EXPIRE", prefix, 60),
-        ("HMSET", record, "_airbyte_emitted_at", "0"),
-        ("HGET", record, "_airbyte_ab_id"),
-        ("HGETALL", record),
-        ("HDEL", record, "_airbyte_emitted_at"),
-        ("MULTI",),
-        ("DEL", record),
-        ("EXEC",),
-        ("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100),
+    hset = router.server.hset_verb.decode()
+    units: list[list[tuple[Any, ...]]] = [
+        [("INCRBY", prefix, 1)],
+        [("GET", prefix)],
+        [(hset, record, "_airbyte_ab_id", "1", "_airbyte_data", "{}")],
+        [("EXPIRE", record, 60)],  # also the safety net should the deletes below be refused
+        [("EXPIRE", prefix, 60)],
+        [("HMSET", record, "_airbyte_emitted_at", "0")],
+        [("HGET", record, "_airbyte_ab_id")],
+        [("HGETALL", record)],
+        [("HDEL", record, "_airbyte_emitted_at")],
+        [("MULTI",), ("DEL", record), ("EXEC",)],
+        [("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)],
     ]
-    if target.server.has_unlink:
-        commands.append(("UNLINK", record))
-    commands.append(("DEL", prefix))
-    return commands
+    if router.server.has_unlink:
+        units.append([("UNLINK", record)])
+    units.append([("DEL", prefix)])
+    return units
 
 
-def _probe_write(target: RedisTarget, config: RedisConfig) -> None:
-    """Run `probe_commands` on one connection; report every command the ACL user may not run.
+def _probe_write(router: Router, config: RedisConfig) -> None:
+    """Run `probe_commands`; report every command the ACL user may not run.
 
     The probe keys have a unique name and are deleted at the end (they expire after a minute
     should the deletes be refused).
     """
     prefix = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-    commands = probe_commands(target, config, prefix)
     denied: dict[str, str] = {}  # command -> the server's NOPERM reply
-    pool = target.client.connection_pool
-    conn = pool.get_connection()
-    try:
-        for command in commands:
+    for unit in probe_commands(router, config, prefix):
+        if unit[0][0] == "SCAN":
+            primaries = router.topology.primaries()
+            replies = [router.run_on(node, unit[0], tolerate_errors=True) for node in primaries]
+            sent = unit * len(replies)
+        else:
+            replies = router.run(unit, tolerate_errors=True)
+            sent = unit
+        for command, reply in zip(sent, replies, strict=True):
+            if not isinstance(reply, hiredis.ReplyError):
+                continue
             name = str(command[0])
-            try:
-                conn.send_command(*command, check_health=False)
-                conn.read_response()
-            except rex.ResponseError as exc:
-                code = error_code(exc)
-                if code == "NOPERM" or isinstance(exc, rex.NoPermissionError):
-                    if name != "EXPIRE" or config.ttl_seconds:  # EXPIRE: only syncs with a TTL
-                        denied.setdefault(name, str(exc))
-                elif code in ("EXECABORT", "ERR") and name == "EXEC":
-                    continue  # a denied MULTI or DEL made EXEC fail; that one is reported
-                else:
-                    raise _write_refused(target, name, code) from None
-        _cleanup(conn, prefix)
-    except rex.ConnectionError as exc:
-        conn.disconnect()
-        raise ConnectStepError(
-            f"Write permission check failed at {target.where}: the connection was lost "
-            f"({type(exc).__name__}). Check the server's health and try again.",
-            True,
-        ) from None
-    finally:
-        pool.release(conn)
+            code = error_code(reply)
+            if code == "NOPERM":
+                if name != "EXPIRE" or config.ttl_seconds:  # EXPIRE: only syncs with a TTL
+                    denied.setdefault(name, str(reply))
+            elif code in ("EXECABORT", "ERR") and name == "EXEC":
+                continue  # a denied MULTI or DEL made EXEC fail; that one is reported
+            else:
+                raise _write_refused(router, name, code)
+    _cleanup(router, prefix)
     if denied:
-        raise _denied(target, config, denied)
+        raise _denied(router, config, denied)
 
 
-def _cleanup(conn: Any, prefix: str) -> None:
-    for command in (("DEL", prefix, f"{prefix}:1"), ("UNLINK", prefix, f"{prefix}:1")):
-        try:
-            conn.send_command(*command, check_health=False)
-            conn.read_response()
+def _cleanup(router: Router, prefix: str) -> None:
+    """One key per command (Cluster: the two keys may live in different slots)."""
+    for verb in ("DEL", "UNLINK"):
+        replies = router.run([(verb, prefix), (verb, f"{prefix}:1")], tolerate_errors=True)
+        if not any(isinstance(reply, hiredis.ReplyError) for reply in replies):
             return
-        except rex.ResponseError:
-            continue
 
 
-def _denied(target: RedisTarget, config: RedisConfig, denied: dict[str, str]) -> ConnectStepError:
+def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> ConnectStepError:
     user = config.username or "default"
     names = sorted(denied)
     # The reply says whether the command or the key was refused; the wording differs by version.
@@ -140,7 +132,7 @@ def _denied(target: RedisTarget, config: RedisConfig, denied: dict[str, str]) ->
     ]
     if keys_refused:
         return ConnectStepError(
-            f"Write permission check failed at {target.where}: the ACL user '{user}' may not access "
+            f"Write permission check failed at {router.where}: the ACL user '{user}' may not access "
             f"the probe keys '{PROBE_PREFIX}*' ({', '.join(sorted(keys_refused))} refused: "
             f"{denied[keys_refused[0]]}). The check writes and deletes keys named {PROBE_PREFIX}<random>, "
             f"and syncs write keys named <namespace>:<stream>: grant the user these key patterns "
@@ -149,7 +141,7 @@ def _denied(target: RedisTarget, config: RedisConfig, denied: dict[str, str]) ->
         )
     grants = " ".join(f"+{n.lower()}" for n in names)
     return ConnectStepError(
-        f"Write permission check failed at {target.where}: the ACL user '{user}' may not run "
+        f"Write permission check failed at {router.where}: the ACL user '{user}' may not run "
         f"{', '.join(names)}, which the '{config.cache_type}' cache type needs (NOPERM). Grant them "
         f"(ACL SETUSER {user} {grants}), or use a user with read and write rights (+@read +@write "
         f"+@keyspace +@transaction).",
@@ -157,7 +149,7 @@ def _denied(target: RedisTarget, config: RedisConfig, denied: dict[str, str]) ->
     )
 
 
-def _write_refused(target: RedisTarget, command: str, code: str) -> ConnectStepError:
+def _write_refused(router: Router, command: str, code: str) -> ConnectStepError:
     if code == "READONLY":
         advice = "this server is a read-only replica; point the connector at the primary"
     elif code == "OOM":
@@ -165,7 +157,7 @@ def _write_refused(target: RedisTarget, command: str, code: str) -> ConnectStepE
     else:
         advice = "check the server's settings"
     return ConnectStepError(
-        f"Write permission check failed at {target.where}: {command} on a probe key was refused "
+        f"Write permission check failed at {router.where}: {command} on a probe key was refused "
         f"({code}); {advice}.",
         False,
     )

@@ -52,7 +52,46 @@ class SshPasswordTunnel(_Model):
     tunnel_user_password: SecretStr
 
 
+# "host:port", "[v6::addr]:port": another node of a cluster, or another Sentinel.
+ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """("host", port) of a validated "host:port" or "[v6]:port"."""
+    host, _, port = text.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class StandaloneTopology(_Model):
+    mode: Literal["standalone"] = "standalone"
+
+
+class ClusterTopology(_Model):
+    """`host`/`port` is one node of the cluster; `seed_nodes` more to try; the rest are discovered."""
+
+    mode: Literal["cluster"]
+    seed_nodes: list[Address] = []
+
+
+class SentinelTopology(_Model):
+    """`host`/`port` is one Sentinel; `sentinel_nodes` the others; the master is asked for by name."""
+
+    mode: Literal["sentinel"]
+    master_name: str = Field(min_length=1)
+    sentinel_nodes: list[Address] = []
+    sentinel_username: str | None = None
+    sentinel_password: SecretStr | None = None
+
+    _blank_to_none = field_validator("sentinel_username", "sentinel_password", mode="before")(
+        lambda value: None if value == "" else value
+    )
+
+
 SslMode = Annotated[SslDisabled | SslVerifyFull, Field(discriminator="mode")]
+Topology = Annotated[
+    StandaloneTopology | ClusterTopology | SentinelTopology, Field(discriminator="mode")
+]
 TunnelMethod = Annotated[NoTunnel | SshKeyTunnel | SshPasswordTunnel, Field(discriminator="tunnel_method")]
 
 
@@ -72,6 +111,7 @@ class RedisConfig(_Model):
     ssl: bool = False
     ssl_mode: SslMode = SslDisabled()
     tunnel_method: TunnelMethod = NoTunnel()
+    topology: Topology = StandaloneTopology()
 
     _blank_to_none = field_validator("username", "password", mode="before")(_empty_to_none)
 

@@ -29,10 +29,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_redis.catalog import Stream, load_catalog, parse_catalog
 from destination_redis.check import run_check
-from destination_redis.commands import CommandRunner
 from destination_redis.config import RedisConfig, load_config_file, parse_config
-from destination_redis.connection import open_target
 from destination_redis.loader import Loader
+from destination_redis.topology import open_router
 from destination_redis.writers import make_writer
 
 
@@ -84,9 +83,8 @@ def write_lines(config: RedisConfig, streams: list[Stream], lines: Iterable[byte
 
 @contextmanager
 def _writers(config: RedisConfig, streams: list[Stream]) -> Iterator[dict[Stream, Any]]:
-    with open_target(config) as target:
-        runner = CommandRunner(target)
-        yield {stream: make_writer(config, stream, target, runner) for stream in streams}
+    with open_router(config) as router:
+        yield {stream: make_writer(config, stream, router) for stream in streams}
 
 
 def emit(lines: Iterable[bytes], out: IO[str]) -> None:

@@ -24,7 +24,7 @@ import logging
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.commands import CommandRunner
+from destination_redis.topology.router import Router
 
 logger = logging.getLogger("airbyte")
 
@@ -37,20 +37,20 @@ COMPLETE = b"complete"
 
 
 class Generations:
-    def __init__(self, stream: Stream, stream_key: bytes, runner: CommandRunner) -> None:
+    def __init__(self, stream: Stream, stream_key: bytes, router: Router) -> None:
         if stream.generation_id is None:
             raise ValueError("Generations need a catalog with generation_id")
         self.stream = stream
         self.generation: int = stream.generation_id
         self.counter_key = stream_key
         self.meta_key = keys.meta_key(stream_key)
-        self.runner = runner
+        self.router = router
         self.first_id = 0
         self._start_fields: list[bytes] = []  # the meta's start:<g> fields, as old_range read them
 
     def begin(self) -> None:
         """Decide where this sync's ids start, and mark the generation as running."""
-        meta_reply, counter = self.runner.run([(b"HGETALL", self.meta_key), (b"GET", self.counter_key)])
+        meta_reply, counter = self.router.run([(b"HGETALL", self.meta_key), (b"GET", self.counter_key)])
         meta = _pairs(meta_reply)
         start_field = START_PREFIX + b"%d" % self.generation
         known = meta.get(F_GENERATION) == b"%d" % self.generation and start_field in meta
@@ -66,13 +66,13 @@ class Generations:
                 f"{self.first_id} written by earlier syncs of it are kept."
             )
             if not running:
-                self.runner.run([(b"HMSET", self.meta_key, F_STATUS, RUNNING)])
+                self.router.run([(b"HMSET", self.meta_key, F_STATUS, RUNNING)])
             return
         # A new generation, or an overwrite of a generation that completed: that sync replaces
         # the stream ("replace" run twice leaves one copy).
         self.first_id = int(counter or 0) + 1
         # HMSET: every server version has it (HSET takes several fields only from 4.0).
-        self.runner.run([
+        self.router.run([
             (b"HMSET", self.meta_key, F_GENERATION, self.generation, F_STATUS, RUNNING,
              start_field, self.first_id),
         ])
@@ -87,7 +87,7 @@ class Generations:
         minimum = self.stream.oldest_kept_generation
         if minimum <= 0:
             return None
-        (meta_reply,) = self.runner.run([(b"HGETALL", self.meta_key)])
+        (meta_reply,) = self.router.run([(b"HGETALL", self.meta_key)])
         meta = _pairs(meta_reply)
         self._start_fields = [field for field in meta if field.startswith(START_PREFIX)]
         floor = int(meta.get(F_FLOOR, b"1"))
@@ -111,7 +111,7 @@ class Generations:
             done += (F_FLOOR, cleaned_below)
         commands: list[tuple[bytes | int, ...]] = [done]
         commands += [(b"HDEL", self.meta_key, field) for field in stale]
-        self.runner.run(commands)
+        self.router.run(commands)
 
 
 def _pairs(reply: object) -> dict[bytes, bytes]:

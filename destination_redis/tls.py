@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import redis
 from cryptography.hazmat.primitives import serialization
 
-from destination_redis.config import RedisConfig, SslVerifyFull
+from destination_redis.config import SslVerifyFull
 from destination_redis.errors import ConnectStepError, step_failed
 
 PEM_DIR_PREFIX = "destination-redis-tls-"
@@ -208,10 +208,14 @@ _NOT_TLS = {
 }
 
 
-def handshake_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> ConnectStepError:
-    """What a failed TLS handshake means for the user, from OpenSSL's verify code or alert."""
+def handshake_failure(
+    exc: ssl.SSLError, tls: SslVerifyFull | None, where: str, hostname: str
+) -> ConnectStepError:
+    """What a failed TLS handshake means for the user, from OpenSSL's verify code or alert.
+
+    `hostname` is the name the certificate was checked against: the configured host, or the
+    name or address a cluster node or Sentinel is announced by."""
     step = "TLS handshake"
-    tls = config.tls
     ca_given = bool(tls and tls.ca_certificate and tls.ca_certificate.get_secret_value().strip())
     if isinstance(exc, ssl.SSLCertVerificationError):
         code, text = exc.verify_code, str(exc.verify_message)
@@ -233,7 +237,7 @@ def handshake_failure(exc: ssl.SSLError, config: RedisConfig, where: str) -> Con
             return step_failed(
                 step,
                 where,
-                f"the server's certificate does not name '{config.host}' ({text})",
+                f"the server's certificate does not name '{hostname}' ({text})",
                 "Set host to a name the certificate lists (its subject alternative names), "
                 "or reissue the certificate for this host.",
             )

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from destination_redis.config import parse_config
-from destination_redis.connection import open_target
+from destination_redis.topology import open_router
 from integration_tests.connector_runs import (
     assert_check_succeeded,
     assert_written,
@@ -230,9 +230,10 @@ def _assert_closed(sshd: SshServer, local_port: int) -> None:
 
 
 def test_the_tunnel_is_closed_after_success(sshd: SshServer, behind: RedisServer) -> None:
-    with open_target(parse_config(via(sshd, behind, sshd.tunnel_key()))) as target:
-        local_port = target.client.connection_pool.connection_kwargs["port"]
-        assert target.client.ping()
+    with open_router(parse_config(via(sshd, behind, sshd.tunnel_key()))) as router:
+        (node,) = router.topology.primaries()
+        local_port = node.endpoint.port
+        assert router.run_on(node, (b"PING",)) == b"PONG"
         assert sshd.sessions() >= 1
         assert not refused(local_port)
     _assert_closed(sshd, local_port)
@@ -245,9 +246,10 @@ def test_the_tunnel_is_closed_after_an_error_or_an_interrupt(
     ports: list[int] = []
 
     def use_then_fail() -> None:
-        with open_target(parse_config(via(sshd, behind, sshd.tunnel_password()))) as target:
-            ports.append(target.client.connection_pool.connection_kwargs["port"])
-            target.client.set("some-key", "1")
+        with open_router(parse_config(via(sshd, behind, sshd.tunnel_password()))) as router:
+            (node,) = router.topology.primaries()
+            ports.append(node.endpoint.port)
+            router.run([(b"SET", b"some-key", b"1")])
             raise error("stop")
 
     with pytest.raises(error):

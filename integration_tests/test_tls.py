@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from destination_redis import connection
 from destination_redis.config import SslVerifyFull
+from destination_redis.connection import endpoint, probe
 from destination_redis.tls import PEM_DIR_PREFIX, TlsSetupError, build_context
 from integration_tests.connector_runs import (
     assert_check_succeeded,
@@ -189,7 +189,8 @@ def test_key_of_another_certificate(tls: TlsMaterial, mtls_server: RedisServer) 
 def test_tls_to_a_plain_port(
     tls: TlsMaterial, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connection, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(endpoint, "CONNECT_TIMEOUT_S", 1.0)  # the socket's timeout
+    monkeypatch.setattr(probe, "CONNECT_TIMEOUT_S", 1.0)  # the message
     failed_message(
         tls.config(redis_server, host="127.0.0.1"),
         "TLS handshake failed", "did not answer the TLS handshake", "tls-port",

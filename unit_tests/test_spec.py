@@ -16,12 +16,15 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from destination_redis.catalog import SUPPORTED_SYNC_MODES
 from destination_redis.config import (
+    ClusterTopology,
     NoTunnel,
     RedisConfig,
     SshKeyTunnel,
+    SentinelTopology,
     SshPasswordTunnel,
     SslDisabled,
     SslVerifyFull,
+    StandaloneTopology,
 )
 
 SPEC: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
@@ -33,6 +36,10 @@ BRANCHES: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
     "tunnel_method": (
         "tunnel_method",
         {"NO_TUNNEL": NoTunnel, "SSH_KEY_AUTH": SshKeyTunnel, "SSH_PASSWORD_AUTH": SshPasswordTunnel},
+    ),
+    "topology": (
+        "mode",
+        {"standalone": StandaloneTopology, "cluster": ClusterTopology, "sentinel": SentinelTopology},
     ),
 }
 CONSTRAINTS = (
@@ -176,6 +183,7 @@ def test_the_expected_secrets_are_marked() -> None:
         "password",
         "ca_certificate",
         "client_certificate",
+        "sentinel_password",
         "client_key",
         "client_key_password",
         "ssh_key",

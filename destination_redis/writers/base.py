@@ -12,9 +12,8 @@ from abc import ABC, abstractmethod
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.commands import CommandRunner
-from destination_redis.connection import RedisTarget
 from destination_redis.generations import Generations
+from destination_redis.topology.router import Router
 
 logger = logging.getLogger("airbyte")
 
@@ -26,15 +25,12 @@ class RecordError(Exception):
 class StreamWriter(ABC):
     """Owns one stream's keys: prepares them, buffers records, writes them on flush."""
 
-    def __init__(
-        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
-    ) -> None:
+    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
         self.stream = stream
-        self.target = target
-        self.runner = runner
+        self.router = router
         self.ttl_seconds = ttl_seconds
         self.key = keys.stream_key(stream.namespace, stream.name)  # also the id counter
-        self.generations = Generations(stream, self.key, runner) if stream.tracks_generations else None
+        self.generations = Generations(stream, self.key, router) if stream.tracks_generations else None
 
     def start(self) -> None:
         """Runs once before any record of the sync."""
@@ -43,7 +39,7 @@ class StreamWriter(ABC):
         elif self.stream.sync_mode == "overwrite":
             # Legacy catalog (no generation ids): the seed's up-front delete; ids restart at 1.
             deleted = self.delete_older_than(None)
-            self.runner.run([(b"DEL", self.key)])
+            self.router.run([(b"DEL", self.key)])
             logger.info(f"Overwrite of stream '{self.stream.label}': deleted {deleted} existing records.")
 
     def complete(self) -> None:

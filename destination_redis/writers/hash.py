@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.commands import CommandRunner
-from destination_redis.connection import RedisTarget
 from destination_redis.keyspace import delete_keys, delete_named
+from destination_redis.topology.router import Router
 from destination_redis.writers.base import StreamWriter
 from destination_redis.writers.ids import IdCounter
 
@@ -21,17 +20,15 @@ F_DATA = b"_airbyte_data"
 
 
 class HashWriter(StreamWriter):
-    def __init__(
-        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
-    ) -> None:
-        super().__init__(stream, target, runner, ttl_seconds)
-        self.set_verb = self.target.server.hset_verb
+    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
+        super().__init__(stream, router, ttl_seconds)
+        self.set_verb = self.router.server.hset_verb
         self._template = hset_template(self.set_verb, self.key)
         self._pack = pack_record
         if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
             self._template += expire_template(self.key, ttl_seconds)
             self._pack = pack_record_with_expire
-        self._ids = IdCounter(self.key, runner)
+        self._ids = IdCounter(self.key, router)
         self._emitted: list[int] = []
         self._data: list[bytes] = []
 
@@ -45,17 +42,18 @@ class HashWriter(StreamWriter):
             return 0
         first_id = self._ids.reserve(count)
         template, key_len, pack = self._template, len(self.key) + 1, self._pack
-        payload = b"".join(
-            [
-                pack(template, key_len, record_id, emitted_at, data)
-                for record_id, emitted_at, data in zip(
-                    range(first_id, first_id + count), self._emitted, self._data, strict=True
-                )
-            ]
-        )
-        per_record = 2 if self.ttl_seconds else 1
-        self.runner.run_packed(
-            payload, count * per_record, lambda i: self._command(first_id, i // per_record)
+        parts = [
+            pack(template, key_len, record_id, emitted_at, data)
+            for record_id, emitted_at, data in zip(
+                range(first_id, first_id + count), self._emitted, self._data, strict=True
+            )
+        ]
+        self.router.run_units(
+            parts,
+            2 if self.ttl_seconds else 1,  # HSET (+ EXPIRE): one unit per record, one key
+            lambda i: keys.record_key(self.key, first_id + i),
+            lambda i: self._command(first_id, i),
+            want_replies=False,
         )
         self._emitted = []
         self._data = []
@@ -73,9 +71,9 @@ class HashWriter(StreamWriter):
         """Old records of a refresh are the ids [floor, first_kept_id): deleted by name when that
         range is smaller than the database (no SCAN over a big live cache); else, and for the
         legacy overwrite's "all of them", found by SCAN."""
-        if first_kept_id is not None and first_kept_id - floor <= int(self.target.client.dbsize()):
+        if first_kept_id is not None and first_kept_id - floor <= self.router.dbsize():
             return delete_named(
-                self.target, self.runner,
+                self.router,
                 (keys.record_key(self.key, record_id) for record_id in range(floor, first_kept_id)),
             )
 
@@ -87,7 +85,7 @@ class HashWriter(StreamWriter):
                 and (first_kept_id is None or int(key[prefix_len:]) < first_kept_id)
             ]
 
-        return delete_keys(self.target, self.runner, keys.record_scan_pattern(self.key), choose)
+        return delete_keys(self.router, keys.record_scan_pattern(self.key), choose)
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:

@@ -12,9 +12,9 @@ import msgspec
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.commands import Command, CommandRunner
-from destination_redis.connection import RedisTarget
+from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
+from destination_redis.topology.router import Router
 from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID
 from destination_redis.writers.ids import IdCounter
@@ -26,12 +26,10 @@ _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 class HashDedupWriter(StreamWriter):
-    def __init__(
-        self, stream: Stream, target: RedisTarget, runner: CommandRunner, ttl_seconds: int | None = None
-    ) -> None:
-        super().__init__(stream, target, runner, ttl_seconds)
-        self.set_verb = self.target.server.hset_verb
-        self._ids = IdCounter(self.key, runner)
+    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
+        super().__init__(stream, router, ttl_seconds)
+        self.set_verb = self.router.server.hset_verb
+        self._ids = IdCounter(self.key, router)
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
 
@@ -82,7 +80,7 @@ class HashDedupWriter(StreamWriter):
                 commands.append((b"EXPIRE", key, self.ttl_seconds))
             commands.append((b"EXEC",))
             next_id += 1
-        self.runner.run(commands)
+        self.router.run(commands)
         count = len(self._ops)
         self._ops = []
         self._upserts = 0
@@ -97,10 +95,10 @@ class HashDedupWriter(StreamWriter):
             if first_kept_id is None:
                 return owned
             # A key's generation is told by its record id: read them, skip keys that are not ours.
-            ids = self.runner.run([(b"HGET", key, F_ID) for key in owned], tolerate_errors=True)
+            ids = self.router.run([(b"HGET", key, F_ID) for key in owned], tolerate_errors=True)
             return [
                 key for key, record_id in zip(owned, ids, strict=True)
                 if isinstance(record_id, bytes) and record_id.isdigit() and int(record_id) < first_kept_id
             ]
 
-        return delete_keys(self.target, self.runner, keys.dedup_scan_pattern(self.key), choose)
+        return delete_keys(self.router, keys.dedup_scan_pattern(self.key), choose)

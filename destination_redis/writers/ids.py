@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from destination_redis.commands import CommandRunner
+from destination_redis.topology.router import Router
 
 
 class IdCounter:
     """Hands out contiguous ids from the counter at `key`, one range per reservation."""
 
-    def __init__(self, key: bytes, runner: CommandRunner) -> None:
+    def __init__(self, key: bytes, router: Router) -> None:
         self.key = key
-        self.runner = runner
+        self.router = router
         # The counter's value as last seen: read lazily, so a legacy overwrite's DEL of the
         # counter (StreamWriter.start, before any flush) is read as 0.
         self._known: int | None = None
@@ -26,15 +26,15 @@ class IdCounter:
     def reserve(self, count: int) -> int:
         """Reserve `count` ids (count >= 1); returns the first, the range is [first, first + count)."""
         if self._known is None:
-            (value,) = self.runner.run([(b"GET", self.key)])
+            (value,) = self.router.run([(b"GET", self.key)])
             if value is not None and not value.lstrip(b"-").isdigit():
                 # Not a counter: INCRBY gets the server's refusal, which names the key.
-                self.runner.run([(b"INCRBY", self.key, count)])
+                self.router.run([(b"INCRBY", self.key, count)])
             self._known = int(value or 0)
         expected = self._known + count
 
         def applied() -> list[Any] | None:
-            (now,) = self.runner.run([(b"GET", self.key)])
+            (now,) = self.router.run([(b"GET", self.key)])
             if int(now or 0) == expected:
                 return [expected]  # our INCRBY ran; only its reply was lost
             # The counter still reads the known value: our INCRBY did not run, resend it. Any other
@@ -44,7 +44,7 @@ class IdCounter:
             # is indistinguishable; concurrent syncs of one stream are not supported anyway.)
             return None
 
-        (last_id,) = self.runner.run([(b"INCRBY", self.key, count)], applied=applied)
+        (last_id,) = self.router.run([(b"INCRBY", self.key, count)], applied=applied)
         # A reply other than `expected` means another writer moved the counter concurrently: the
         # range the server handed out is still ours alone.
         self._known = int(last_id)

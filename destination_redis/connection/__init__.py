@@ -1,0 +1,7 @@
+"""Reaching one Redis server: tunnel -> TCP -> TLS -> AUTH -> SELECT, and what the server can do.
+
+server.py    the server facts (version, mode, product) and error codes of replies
+endpoint.py  where connections go (direct, or the local end of an SSH forward) and their pool
+probe.py     the connection steps one by one, each failure naming its step
+reach.py     one TLS context and one SSH session per command; an endpoint per announced address
+"""

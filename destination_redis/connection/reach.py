@@ -1,0 +1,60 @@
+"""How this command reaches any address: one TLS context and at most one SSH session for all.
+
+A standalone server is one address; a cluster or a Sentinel group announces more as they are
+discovered. Each gets an Endpoint: direct, or through its own forward over the one SSH session,
+TLS verifying the name or address it was announced by (never the tunnel's local end).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from destination_redis.config import RedisConfig, SshKeyTunnel, SshPasswordTunnel, SslVerifyFull
+from destination_redis.connection.endpoint import CONNECT_TIMEOUT_S, Endpoint
+from destination_redis.errors import ConnectStepError
+from destination_redis.tls import TlsSetupError, build_context
+from destination_redis.tunnel.session import SshSession, open_ssh_session
+
+
+class Reach:
+    """Endpoints for any host:port, sharing the command's TLS context and SSH session."""
+
+    def __init__(self, tls: SslVerifyFull | None, ssl_context: ssl.SSLContext | None,
+                 session: SshSession | None) -> None:
+        self.tls = tls
+        self._ssl_context = ssl_context
+        self._session = session
+
+    @property
+    def via(self) -> str:
+        """" via SSH bastion host:port" when tunnelled, else "" (for messages)."""
+        return f" via SSH bastion {self._session.where}" if self._session else ""
+
+    def endpoint(self, host: str, port: int) -> Endpoint:
+        if self._session is None:
+            return Endpoint(host, port, host, self._ssl_context, f"{host}:{port}")
+        forward = self._session.forward(host, port)
+        return Endpoint(forward.local_host, forward.local_port, host, self._ssl_context,
+                        f"{host}:{port}{self.via}")
+
+
+@contextmanager
+def open_reach(config: RedisConfig) -> Iterator[Reach]:
+    """TLS context first (a bad PEM fails before any network), then the SSH session; closed after.
+
+    Raises ConnectStepError naming the step (TLS setup, SSH connect, SSH auth).
+    """
+    ssl_context = None
+    if config.tls is not None:
+        try:
+            ssl_context = build_context(config.tls)
+        except TlsSetupError as exc:
+            raise ConnectStepError(f"TLS setup failed: {exc.message}", False) from None
+    method = config.tunnel_method
+    with ExitStack() as stack:
+        session = None
+        if isinstance(method, SshKeyTunnel | SshPasswordTunnel):
+            session = stack.enter_context(open_ssh_session(method, CONNECT_TIMEOUT_S))
+        yield Reach(config.tls, ssl_context, session)
