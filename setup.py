@@ -18,6 +18,7 @@ TEST_REQUIREMENTS = [
     "trustme==1.2.1",
     "ruff==0.17.6",
     "mypy==2.4.1",
+    "hypothesis==6.170.17",
 ]
 
 setup(

@@ -175,6 +175,22 @@ def _unescape(match: re.Match[bytes]) -> bytes:
 _RawObject = dict[str, msgspec.Raw]
 
 
+def _field(raw: msgspec.Raw | None, name: str) -> msgspec.Raw | None:
+    """Field `name` of a raw JSON object, else None. Only the path to it is decoded, never the
+    other fields: they may hold numbers no Python type holds (1E400), which are echoed as sent."""
+    if raw is None or bytes(raw)[:1] != b"{":
+        return None
+    return msgspec.json.decode(raw, type=_RawObject).get(name)
+
+
+def _text(raw: msgspec.Raw | None) -> str | None:
+    """A raw JSON string's value; None for anything else."""
+    if raw is None or bytes(raw)[:1] != b'"':
+        return None
+    value = msgspec.json.decode(raw)
+    return value if isinstance(value, str) else None
+
+
 class StateMessage:
     """A STATE line as the source sent it: every field, and every byte of them, kept.
 
@@ -188,17 +204,13 @@ class StateMessage:
 
     @property
     def kind(self) -> str:
-        raw = self._state.get("type")
-        kind = msgspec.json.decode(raw) if raw is not None else None
-        return kind if isinstance(kind, str) else "LEGACY"
+        return _text(self._state.get("type")) or "LEGACY"
 
     @property
     def stream_descriptor(self) -> tuple[str | None, str] | None:
-        raw = self._state.get("stream")
-        stream = msgspec.json.decode(raw) if raw is not None else None
-        descriptor = (stream.get("stream_descriptor") if isinstance(stream, dict) else None) or {}
-        name = descriptor.get("name") if isinstance(descriptor, dict) else None
-        return (descriptor.get("namespace"), name) if isinstance(name, str) else None
+        descriptor = _field(self._state.get("stream"), "stream_descriptor")
+        name = _text(_field(descriptor, "name"))
+        return (_text(_field(descriptor, "namespace")), name) if name is not None else None
 
     def with_record_count(self, count: int) -> bytes:
         """The line to emit: `state.destinationStats.recordCount` set, all else as received."""
@@ -225,16 +237,14 @@ def stream_status(message: Message) -> StreamStatus | None:
 
     Traces are not stored: one of an unexpected shape is simply not a status.
     """
-    if bytes(message.trace)[:1] != b"{":
+    trace = msgspec.Raw(message.trace) if bytes(message.trace) else None
+    if _text(_field(trace, "type")) != "STREAM_STATUS":
         return None
-    trace = msgspec.json.decode(message.trace)
-    if not isinstance(trace, dict) or trace.get("type") != "STREAM_STATUS":
+    status = _field(trace, "stream_status")
+    descriptor = _field(status, "stream_descriptor")
+    name = _text(_field(descriptor, "name"))
+    raw_namespace = _field(descriptor, "namespace")
+    namespace = _text(raw_namespace)
+    if name is None or (namespace is None and raw_namespace is not None and bytes(raw_namespace) != b"null"):
         return None
-    status = trace.get("stream_status")
-    descriptor = status.get("stream_descriptor") if isinstance(status, dict) else None
-    if not isinstance(status, dict) or not isinstance(descriptor, dict):
-        return None
-    name, namespace = descriptor.get("name"), descriptor.get("namespace")
-    if not isinstance(name, str) or not isinstance(namespace, str | None):
-        return None
-    return StreamStatus(namespace=namespace, name=name, status=str(status.get("status")))
+    return StreamStatus(namespace=namespace, name=name, status=_text(_field(status, "status")) or "")
