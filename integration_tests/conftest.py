@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from integration_tests import matrix
+from integration_tests.cluster_server import ClusterServer
 from integration_tests.servers import REDIS_SERVER, RedisServer
 from integration_tests.tls_certs import TlsMaterial, make_tls_material
 
@@ -48,8 +50,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if metafunc.definition.get_closest_marker("core") is None:
         return
+    servers = _MATRIX
+    # A cluster is made by the harness, with its own settings: tests that set up a server of their
+    # own (fresh_server) or are about a standalone server's answers run on the others only.
+    if "fresh_server" in metafunc.fixturenames or metafunc.definition.get_closest_marker("standalone_only"):
+        servers = [s for s in _MATRIX if s.topology != matrix.CLUSTER]
     metafunc.parametrize(
-        "redis_binary", _MATRIX, ids=[s.id for s in _MATRIX], indirect=True, scope="session"
+        "redis_binary", servers, ids=[s.id for s in servers], indirect=True, scope="session"
     )
 
 
@@ -64,8 +71,14 @@ def redis_binary(request: pytest.FixtureRequest) -> matrix.ServerBinary:
 
 @pytest.fixture(scope="session")
 def redis_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
-    """One shared server for the session (per matrix version); `redis_client` empties it before each test."""
-    server = RedisServer(binary=redis_binary.path).start()
+    """One shared server for the session (per matrix version); `redis_client` empties it before each test.
+
+    On the matrix entry "cluster", a Redis Cluster in RedisServer's shape (cluster_server.py).
+    """
+    server: Any = RedisServer(binary=redis_binary.path)
+    if redis_binary.topology == matrix.CLUSTER:
+        server = ClusterServer()
+    server.start()
     yield server
     server.stop()
 
@@ -106,3 +119,16 @@ def _min_redis(request: pytest.FixtureRequest) -> None:
             f"needs Redis {minimum} or later; {binary.id} is {binary.product} {binary.version_text}"
             + (f": {reason}" if reason else "")
         )
+
+
+# The topology harness's session fixtures (issue 9): Redis Cluster, Sentinel, private network.
+from integration_tests.topology_fixtures import (  # noqa: E402, F401
+    cluster_client,
+    private_bastion,
+    private_cluster,
+    private_netns,
+    private_sentinel_group,
+    redis_cluster,
+    redis_cluster_tls,
+    sentinel_group,
+)

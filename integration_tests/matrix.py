@@ -11,14 +11,15 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("REDIS_MATRIX_CACHE") or REPO / ".cache" / "redis")
 
-# Oldest first. Valkey last: it forked from Redis 7.2.
-NAMES = ("2.8", "3.0", "3.2", "5.0", "6.2", "7.0", "valkey-8.1")
+# Oldest first. Valkey last: it forked from Redis 7.2. "cluster": a 3-primary Redis Cluster of 7.0.
+NAMES = ("2.8", "3.0", "3.2", "5.0", "6.2", "7.0", "valkey-8.1", "cluster")
+CLUSTER = "cluster"
 DEFAULT = "7.0"
 BUILD_HINT = "run `bash scripts/build_redis.sh` to make the matrix's servers"
 
@@ -40,6 +41,7 @@ class ServerBinary:
     product: str  # "Redis" or "Valkey"
     version: tuple[int, int, int]  # the product's own version, from --version
     banner: str
+    topology: str = "standalone"  # "cluster": the core tests run against a Redis Cluster of it
 
     @property
     def id(self) -> str:
@@ -100,6 +102,8 @@ def find(name: str) -> ServerBinary:
     """The binary of matrix server `name`, or MatrixError saying how to get it."""
     if name not in NAMES:
         raise MatrixError(f"unknown matrix server {name!r}; known: {', '.join(NAMES)} (or 'all')")
+    if name == CLUSTER:
+        return replace(find(DEFAULT), name=CLUSTER, topology=CLUSTER)
     path = binary_path(name)
     if path is None or not path.is_file():
         if name == "7.0":

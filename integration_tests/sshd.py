@@ -4,6 +4,9 @@ The daemon runs as root (sshd needs it to switch to the login user) on a free lo
 the foreground (`-D -e`), with everything it reads in a private temp dir. The login user
 `airbyte-tunnel` is created once per machine (`useradd`) and given TUNNEL_PASSWORD each session;
 its authorized keys live in the temp dir (AuthorizedKeysFile), not in its home.
+
+With `runner` a NetworkNamespace and `listen_address` its veth address, the daemon is the bastion
+of a private network (topology_fixtures.py): reachable from the host, it reaches what runs inside.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from integration_tests.netns import HOST, Runner
 from integration_tests.servers import free_port, stop_process
 
 SSHD = os.environ.get("SSHD_BIN") or "/usr/sbin/sshd"
@@ -102,6 +106,9 @@ class SshServer:
     process: subprocess.Popen[bytes] | None = None
     # "password", or "keyboard-interactive" (through PAM, as bastions with only that method do)
     login_method: str = "password"
+    # Where the daemon runs (the host, or a NetworkNamespace) and the one address it listens on.
+    runner: Runner = HOST
+    listen_address: str = "127.0.0.1"
 
     @property
     def log_file(self) -> Path:
@@ -135,7 +142,7 @@ class SshServer:
         interactive = self.login_method == "keyboard-interactive"
         config.write_text(
             f"Port {self.port}\n"
-            "ListenAddress 127.0.0.1\n"
+            f"ListenAddress {self.listen_address}\n"
             f"HostKey {host_key}\n"
             f"PidFile {self.workdir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {keys_dir}/%u\n"
@@ -154,13 +161,13 @@ class SshServer:
             "LogLevel VERBOSE\n"
         )
         with self.log_file.open("wb") as log:
-            self.process = subprocess.Popen(
+            self.process = self.runner.popen(
                 [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection((self.listen_address, self.port), timeout=1) as sock:
                     if sock.recv(64).startswith(b"SSH-"):
                         return self
             except OSError:
@@ -168,7 +175,7 @@ class SshServer:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log_text = self.log_file.read_text(errors="replace")[-2000:]
                 self.stop()
-                raise SshdUnavailable(f"sshd did not start on port {self.port}: {log_text}")
+                raise SshdUnavailable(f"sshd did not start on {self.listen_address}:{self.port}: {log_text}")
             time.sleep(0.05)
 
     def sessions(self) -> int:
@@ -198,7 +205,7 @@ class SshServer:
     def tunnel_key(self, key_name: str = "ed25519-openssh", **overrides: object) -> dict[str, object]:
         """A `tunnel_method` block for key authentication through this sshd."""
         block: dict[str, object] = {
-            "tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "127.0.0.1", "tunnel_port": self.port,
+            "tunnel_method": "SSH_KEY_AUTH", "tunnel_host": self.listen_address, "tunnel_port": self.port,
             "tunnel_user": TUNNEL_USER, "ssh_key": self.keys.private[key_name],
         }
         block.update(overrides)
@@ -207,8 +214,8 @@ class SshServer:
     def tunnel_password(self, **overrides: object) -> dict[str, object]:
         """A `tunnel_method` block for password authentication through this sshd."""
         block: dict[str, object] = {
-            "tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_host": "127.0.0.1", "tunnel_port": self.port,
-            "tunnel_user": TUNNEL_USER, "tunnel_user_password": self.password,
+            "tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_host": self.listen_address,
+            "tunnel_port": self.port, "tunnel_user": TUNNEL_USER, "tunnel_user_password": self.password,
         }
         block.update(overrides)
         return block

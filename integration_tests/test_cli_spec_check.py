@@ -41,6 +41,7 @@ def test_spec_prints_spec_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.core
+@pytest.mark.standalone_only("a 0.1.4 config has no topology: it is standalone")
 def test_check_succeeds_with_a_0_1_4_config_and_leaves_no_key(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -98,6 +99,7 @@ def test_check_fails_when_the_server_requires_a_password(
 
 
 @pytest.mark.core
+@pytest.mark.standalone_only("the AUTH step of a standalone server's probe")
 def test_check_says_when_the_server_has_no_password(redis_server: RedisServer) -> None:
     """AUTH refused by a server without requirepass: told apart from a wrong password by PING."""
     unneeded = "not-needed-4c1e"
@@ -117,6 +119,7 @@ def test_wrong_password_is_not_mistaken_for_no_password(fresh_server: RedisServe
 
 
 @pytest.mark.core
+@pytest.mark.standalone_only("a cluster has only database 0: test_cluster.py checks that message")
 def test_check_fails_on_a_db_index_out_of_range(tmp_path: Path, redis_server: RedisServer) -> None:
     message = assert_check_failed(
         check_cli(tmp_path, redis_server.config(db=99)), f"127.0.0.1:{redis_server.port}", "SELECT"

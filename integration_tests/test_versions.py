@@ -55,6 +55,7 @@ def data_at(client: redis.Redis, key: str) -> Any:
     return json.loads(stored[b"_airbyte_data"])
 
 
+@pytest.mark.standalone_only("the check message of a standalone server")
 def test_check_succeeds_and_names_the_servers_version(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis, redis_binary: ServerBinary
 ) -> None:
@@ -71,6 +72,7 @@ def test_check_succeeds_and_names_the_servers_version(
     assert redis_client.dbsize() == 0  # the probe keys are gone
 
 
+@pytest.mark.standalone_only("one server's INFO commandstats")
 def test_write_sends_the_commands_the_server_has(
     tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis, redis_binary: ServerBinary
 ) -> None:
