@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
-from destination_redis.config import RedisConfig
+from destination_redis.config import RedisConfig, StandaloneTopology
 from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
 from destination_redis.topology import open_router
@@ -31,7 +31,11 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
         with open_router(config, attempts=2) as router:
             _ping(router)
             _probe_write(router, config)
-            tls = f" over TLS (certificate verified for '{config.host}')" if config.tls else ""
+            tls = ""
+            if config.tls and isinstance(config.topology, StandaloneTopology):
+                tls = f" over TLS (certificate verified for '{config.host}')"
+            elif config.tls:
+                tls = " over TLS (each certificate verified for the name its node is announced by)"
             message = (
                 f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
                 f"'{config.cache_type}' layout can be written."

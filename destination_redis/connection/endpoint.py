@@ -67,4 +67,5 @@ def build_pool(
         db=login.db,
         decode_responses=False,
         client_name=client_name,
+        driver_info=None,  # no CLIENT SETINFO on connect: servers before 7.2 answer it with an error
     )

@@ -32,12 +32,23 @@ class Reach:
         """" via SSH bastion host:port" when tunnelled, else "" (for messages)."""
         return f" via SSH bastion {self._session.where}" if self._session else ""
 
+    def where(self, host: str, port: int) -> str:
+        """How messages name host:port ("host:port", plus the bastion when tunnelled).
+
+        Touches no network: use it where a message needs the name, since `endpoint` opens (and
+        through the tunnel checks) a forward, which raises when the bastion cannot reach it."""
+        return f"{host}:{port}{self.via}"
+
     def endpoint(self, host: str, port: int) -> Endpoint:
+        """Where connections to host:port (as configured or announced) go; TLS verifies `host`.
+
+        Through the tunnel: the local end of the forward to that address, opened on first use
+        (raises ConnectStepError "Tunnel forward failed" when the bastion cannot reach it)."""
         if self._session is None:
-            return Endpoint(host, port, host, self._ssl_context, f"{host}:{port}")
+            return Endpoint(host, port, host, self._ssl_context, self.where(host, port))
         forward = self._session.forward(host, port)
         return Endpoint(forward.local_host, forward.local_port, host, self._ssl_context,
-                        f"{host}:{port}{self.via}")
+                        self.where(host, port))
 
 
 @contextmanager

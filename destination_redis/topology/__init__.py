@@ -13,12 +13,11 @@ from contextlib import ExitStack, contextmanager
 
 from destination_redis.config import ClusterTopology, RedisConfig, SentinelTopology
 from destination_redis.connection.endpoint import Login
-from destination_redis.connection.node import open_node
 from destination_redis.connection.reach import Reach, open_reach
 from destination_redis.errors import ConnectStepError
 from destination_redis.topology.base import Topology
 from destination_redis.topology.router import Router
-from destination_redis.topology.standalone import Standalone
+from destination_redis.topology.standalone import open_standalone
 
 
 def data_login(config: RedisConfig) -> Login:
@@ -36,7 +35,7 @@ def open_topology(config: RedisConfig, reach: Reach) -> Topology:
         from destination_redis.topology.sentinel import open_sentinel
 
         return open_sentinel(config, topology, reach, data_login(config))
-    return Standalone(open_node(reach, config.host, config.port, data_login(config)))
+    return open_standalone(config, reach, data_login(config))
 
 
 @contextmanager

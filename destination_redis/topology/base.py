@@ -5,9 +5,29 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import hiredis
+
+from destination_redis.commands import pack_command, read_replies, send
 from destination_redis.connection.node import Node
 from destination_redis.connection.server import ServerInfo
+
+
+def call(node: Node, *command: bytes | str | int) -> Any:
+    """One command on one node, for discovery (CLUSTER SLOTS, ROLE, SENTINEL ...): its reply, or
+    the hiredis.ReplyError raised; a lost connection raises as it is (the caller tries another)."""
+    conn = node.checkout()
+    healthy = False
+    try:
+        send(conn, pack_command(tuple(command)))
+        (reply,) = read_replies(conn, 1)
+        healthy = True
+    finally:
+        node.release(conn, healthy)
+    if isinstance(reply, hiredis.ReplyError):
+        raise reply
+    return reply
 
 
 class Topology(ABC):
@@ -27,7 +47,7 @@ class Topology(ABC):
         """The facts writers adapt to: of the oldest server when nodes differ."""
 
     @abstractmethod
-    def group(self, units: Sequence[int], key_of: Callable[[int], bytes]) -> dict[Node, list[int]]:
+    def group(self, units: Sequence[int], key_of: Callable[[int], bytes]) -> dict[Node, Sequence[int]]:
         """The node each unit (one key's commands) goes to, units kept in order per node."""
 
     @abstractmethod
@@ -49,6 +69,16 @@ class Topology(ABC):
     def node_at(self, host: str, port: int) -> Node:
         """The node at an address a redirect names (ASK). Only a cluster redirects."""
         raise NotImplementedError
+
+    def confirmation(self, node: Node) -> bytes:
+        """A packed command the router sends after each round's share to `node`, whose reply
+        `unconfirmed` judges (Sentinel: WAIT for a replica); b"" for none."""
+        return b""
+
+    def unconfirmed(self, node: Node, reply: Any) -> str | None:
+        """Why the confirmation's reply does not confirm the round (then it is resent like after a
+        lost connection), or None."""
+        return None
 
     def close(self) -> None:
         for node in self.nodes():

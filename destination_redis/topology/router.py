@@ -5,11 +5,16 @@ MULTI..EXEC), which always go to one node together. The router groups the units 
 every node's share before reading any reply (the nodes work in parallel), then follows what
 the replies say:
 
-- MOVED (a resharding moved the slot): the slot map learns the new owner; resent at once.
+- MOVED (a resharding or failover moved the slot): the slot map learns the new owner; resent at
+  once, but after three such rounds in a row with the backoff (maps still disagreeing).
 - ASK (the slot is being migrated): resent to the importing node behind ASKING, once.
+- MOVED or ASK where the topology does not redirect (a standalone config at a cluster node):
+  the config_error that says to set topology to cluster.
 - READONLY or a lost connection where the topology follows failovers (a primary failed over),
   CLUSTERDOWN, TRYAGAIN, LOADING, BUSY, MASTERDOWN: after a backoff the topology finds its nodes
   again and the units without a good reply are resent.
+- A round the topology does not confirm (Sentinel: no replica acknowledged it with WAIT, so a
+  master being replaced may drop it): the same, the round's units are resent.
 Resending is safe because units are idempotent (records under ids reserved before the write);
 a unit that is not (the INCRBY reserving ids) passes `applied`, which tells after a lost
 connection whether the server had run it. A writer never knows which topology it talks to.
@@ -111,32 +116,42 @@ class Router:
             raise ValueError("`applied` is for a single unit")
         counts = [replies] * len(parts) if isinstance(replies, int) else list(replies)
         done: list[list[Any] | None] = [None] * len(parts)
-        pending = list(range(len(parts)))
+        pending: Sequence[int] = range(len(parts))  # a range until a retry: the hot path copies nothing
         asking: dict[int, Node] = {}
+        unsure = False  # a connection was lost since `applied` last said the server had not run it
+        redirected = 0  # rounds in a row answered only with MOVED / ASK
+        waits = 0  # backoffs so far: the delay doubles with each
         for attempt in range(1, self._attempts + 1):
+            if unsure and applied is not None:
+                # Before any resend, also when finding the nodes again failed: a blind resend of
+                # the INCRBY would reserve a second range.
+                ran = applied()
+                if ran is not None:
+                    logger.info("Redis had run the batch before the connection was lost: not resent.")
+                    return ran
+                unsure = False
             lost, retry, wait, failure = self._round(
                 pending, parts, counts, key_of, describe, tolerate_errors, asking, done, want_replies
             )
             if not retry:
                 break
+            unsure = unsure or lost
             if attempt == self._attempts:
                 raise failure from None
-            if wait:
-                delay = min(self._backoff_s * (2 ** (attempt - 1)), self._max_backoff_s)
-                action = "checking whether it ran, else resending" if lost and applied else "resending"
+            redirected = 0 if wait else redirected + 1
+            # A redirect is followed at once; redirects that keep coming (slot maps that disagree
+            # while a resharding or failover settles) get the backoff too, so that 8 attempts
+            # are not spent in a few milliseconds.
+            if wait or redirected > 2:
+                delay = min(self._backoff_s * (2**waits), self._max_backoff_s)
+                waits += 1
+                action = "checking whether it ran, else resending" if unsure and applied else "resending"
                 logger.warning(
                     f"{failure.message}; {action} {len(retry)} of {len(parts)} units in {delay:.1f}s "
                     f"(attempt {attempt + 1} of {self._attempts})."
                 )
                 time.sleep(delay)
-                if not self._refresh():
-                    pending = retry
-                    continue
-            if lost and applied is not None:
-                ran = applied()
-                if ran is not None:
-                    logger.info("Redis had run the batch before the connection was lost: not resent.")
-                    return ran
+                self._refresh()  # if that fails too, the next round fails and waits again
             pending = retry
         if not want_replies:
             return []
@@ -146,7 +161,7 @@ class Router:
 
     def _round(
         self,
-        pending: list[int],
+        pending: Sequence[int],
         parts: Sequence[bytes],
         counts: list[int],
         key_of: Callable[[int], bytes],
@@ -157,11 +172,20 @@ class Router:
         want_replies: bool,
     ) -> tuple[bool, list[int], bool, Any]:
         """One exchange with every node concerned; fills `done`, returns what to retry."""
-        groups = self.topology.group([i for i in pending if i not in asking], key_of)
-        for i in pending:
-            if i in asking:
-                groups.setdefault(asking[i], []).append(i)
+        if not asking:
+            groups = self.topology.group(pending, key_of)
+        else:
+            groups = dict(self.topology.group([i for i in pending if i not in asking], key_of))
+            for i in pending:
+                if i in asking:
+                    groups[asking[i]] = [*groups.get(asking[i], ()), i]
         shares = {node: self._share(units, parts, counts, asking) for node, units in groups.items()}
+        # A topology may end each share with a command confirming it (Sentinel: WAIT for a replica).
+        confirmations = {node: self.topology.confirmation(node) for node in groups}
+        for node, confirmation in confirmations.items():
+            if confirmation:
+                payload, count, drops = shares[node]
+                shares[node] = (payload + confirmation, count + 1, drops)
         outcomes = _exchange(shares)
         lost = False
         wait = False
@@ -172,11 +196,23 @@ class Router:
             if isinstance(outcome, BaseException):
                 lost = wait = True
                 retry += units
+                for i in units:  # the node behind an ASK may be the one lost: ask the map again
+                    asking.pop(i, None)
                 failure = transient_error(
                     f"Lost the connection to Redis at {node.where} ({type(outcome).__name__})",
                     internal=str(outcome),
                 )
                 continue
+            if confirmations[node]:
+                problem = self.topology.unconfirmed(node, outcome[-1])
+                outcome = outcome[:-1]
+                if problem is not None:  # as after a lost connection: it may or may not stay
+                    lost = wait = True
+                    retry += units
+                    for i in units:
+                        asking.pop(i, None)
+                    failure = transient_error(problem)
+                    continue
             drops = shares[node][2]
             if not want_replies and first_error(outcome) is None and not any(drops):
                 continue  # the hot path: every unit of this node acknowledged
@@ -193,16 +229,26 @@ class Router:
                     done[i] = got
                     continue
                 code = error_code(error)
-                if code == "MOVED":
+                if code in ("MOVED", "ASK"):
+                    retry.append(i)
                     slot, host, port = _redirect(error, node)
-                    self.topology.moved(slot, host, port)
-                    retry.append(i)
-                    failure = transient_error(f"Redis Cluster kept moving slot {slot} ({error})")
-                elif code == "ASK":
-                    _, host, port = _redirect(error, node)
-                    asking[i] = self.topology.node_at(host, port)
-                    retry.append(i)
-                    failure = transient_error(f"Redis Cluster kept redirecting with ASK ({error})")
+                    try:
+                        if code == "MOVED":
+                            self.topology.moved(slot, host, port)
+                            failure = transient_error(f"Redis Cluster kept moving slot {slot} ({error})")
+                        else:
+                            asking[i] = self.topology.node_at(host, port)
+                            failure = transient_error(f"Redis Cluster kept redirecting with ASK ({error})")
+                    except NotImplementedError:
+                        # A topology that does not redirect (standalone config at a cluster node):
+                        # the config_error saying to set topology to cluster.
+                        raise reply_error(error, describe(i), node.where) from None
+                    except ConnectStepError as exc:  # the node named cannot be reached (yet)
+                        wait = True
+                        failure = transient_error(
+                            f"Redis at {node.where} answered {code} to {_describe(describe(i))}, naming "
+                            f"{host}:{port}, which could not be reached: {exc.message}"
+                        )
                 elif code in RETRYABLE_CODES or (code == "READONLY" and self.topology.follows_failover):
                     wait = True
                     retry.append(i)
@@ -221,11 +267,13 @@ class Router:
         return lost, retry, wait, failure
 
     def _share(
-        self, units: list[int], parts: Sequence[bytes], counts: list[int], asking: dict[int, Node]
+        self, units: Sequence[int], parts: Sequence[bytes], counts: list[int], asking: dict[int, Node]
     ) -> tuple[bytes, int, list[frozenset[int]]]:
         """One node's payload, its reply count, and per unit the reply positions to drop (ASKING)."""
         if not asking:
             empty: frozenset[int] = frozenset()
+            if isinstance(units, range) and len(units) == len(parts):  # one node, first round
+                return b"".join(parts), sum(counts), [empty] * len(units)
             return b"".join([parts[i] for i in units]), sum([counts[i] for i in units]), [empty] * len(units)
         chunks: list[bytes] = []
         drops: list[frozenset[int]] = []
@@ -254,41 +302,94 @@ class Router:
     # --- keyless commands: every primary -------------------------------------------------------
 
     def run_on(self, node: Node, command: Command, tolerate_errors: bool = False) -> Any:
-        """One keyless command (SCAN, DBSIZE, PING) on one node, retried after a lost connection."""
-        payload = pack_command(tuple(command))
-        for attempt in range(1, self._attempts + 1):
-            outcome = _exchange({node: (payload, 1, [frozenset()])})[node]
-            if not isinstance(outcome, BaseException):
-                (reply,) = outcome
-                if isinstance(reply, hiredis.ReplyError) and not tolerate_errors:
-                    code = error_code(reply)
-                    if code not in RETRYABLE_CODES or attempt == self._attempts:
-                        raise reply_error(reply, command, node.where)
-                else:
-                    return reply
-            elif attempt == self._attempts:
-                raise transient_error(
-                    f"Lost the connection to Redis at {node.where} {self._attempts} times in a row "
-                    f"({type(outcome).__name__}); giving up. Check the server's health and the "
-                    f"network, then retry the sync.",
-                    internal=str(outcome),
-                )
-            time.sleep(min(self._backoff_s * (2 ** (attempt - 1)), self._max_backoff_s))
-        raise AssertionError("unreachable")  # pragma: no cover  # the loop returns or raises
+        """One keyless command (PING, SCAN) on one node, retried after a lost connection."""
+        losses = 0
+        while True:
+            try:
+                return self._keyless(node, command, tolerate_errors)
+            except _Lost as exc:
+                losses += 1
+                self._after_loss(losses, exc)
 
     def scan(self, pattern: bytes, count: int = 1000) -> Iterator[bytes]:
-        """Every key matching the glob pattern on every primary, over SCAN cursors (never KEYS)."""
-        for node in self.topology.primaries():
-            cursor: bytes | int = 0
-            while True:
-                cursor, found = self.run_on(node, (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", count))
-                yield from found
-                if int(cursor) == 0:
+        """Every key matching the glob pattern on every primary, over SCAN cursors (never KEYS).
+
+        A primary lost mid-scan (killed and failed over, restarting) is not retried blindly: after
+        a backoff the nodes are found again, and every primary not yet scanned to the end (its
+        replacement among them) is scanned from the start. A key may come twice (deleting it twice
+        is harmless); none held by a primary is missed. A primary that became a replica while it
+        was scanned still answers SCAN with the same keys.
+        """
+        finished: set[tuple[str, int]] = set()
+        losses = 0
+        while todo := [node for node in self.topology.primaries() if node.address not in finished]:
+            for node in todo:
+                try:
+                    yield from self._scan_node(node, pattern, count)
+                except _Lost as exc:
+                    losses += 1
+                    self._after_loss(losses, exc)
                     break
+                finished.add(node.address)
+                losses = 0
 
     def dbsize(self) -> int:
-        """Keys in the database, summed over the primaries."""
-        return sum(int(self.run_on(node, (b"DBSIZE",))) for node in self.topology.primaries())
+        """Keys in the database, summed over the primaries (asked again after a lost one)."""
+        losses = 0
+        while True:
+            try:
+                return sum(int(self._keyless(node, (b"DBSIZE",))) for node in self.topology.primaries())
+            except _Lost as exc:
+                losses += 1
+                self._after_loss(losses, exc)
+
+    def _scan_node(self, node: Node, pattern: bytes, count: int) -> Iterator[bytes]:
+        cursor: bytes | int = 0
+        while True:
+            cursor, found = self._keyless(node, (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", count))
+            yield from found
+            if int(cursor) == 0:
+                return
+
+    def _keyless(self, node: Node, command: Command, tolerate_errors: bool = False) -> Any:
+        """One exchange; raises _Lost after a lost connection or a reply worth retrying (LOADING ...)."""
+        outcome = _exchange({node: (pack_command(tuple(command)), 1, [frozenset()])})[node]
+        if isinstance(outcome, BaseException):
+            reason = f"Lost the connection to Redis at {node.where} ({type(outcome).__name__})"
+            raise _Lost(reason, transient_error(
+                f"Lost the connection to Redis at {node.where} {self._attempts} times in a row "
+                f"({type(outcome).__name__}); giving up. Check the server's health and the "
+                f"network, then retry the sync.",
+                internal=str(outcome),
+            ))
+        (reply,) = outcome
+        if isinstance(reply, hiredis.ReplyError) and not tolerate_errors:
+            if error_code(reply) in RETRYABLE_CODES:
+                reason = f"Redis at {node.where} answered {error_code(reply)} to {_describe(command)}"
+                raise _Lost(reason, reply_error(reply, command, node.where))
+            raise reply_error(reply, command, node.where)
+        return reply
+
+    def _after_loss(self, losses: int, lost: _Lost) -> None:
+        """The backoff after the `losses`-th loss in a row, then the nodes found again; raises
+        the loss's error once the attempts are spent."""
+        if losses >= self._attempts:
+            raise lost.failure from None
+        delay = min(self._backoff_s * (2 ** (losses - 1)), self._max_backoff_s)
+        logger.warning(
+            f"{lost.reason}; asking again in {delay:.1f}s (attempt {losses + 1} of {self._attempts})."
+        )
+        time.sleep(delay)
+        self._refresh()
+
+
+class _Lost(Exception):
+    """A keyless command's node was lost (or answered LOADING, BUSY ...): retry after a backoff."""
+
+    def __init__(self, reason: str, failure: Exception) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failure = failure
 
 
 def _exchange(shares: dict[Node, tuple[bytes, int, list[frozenset[int]]]]) -> dict[Node, Any]:

@@ -6,7 +6,8 @@ must say which step failed. The steps, each with its own message:
 
   SSH connect     TCP to the bastion and the SSH handshake
   SSH auth        the key (from memory, never written to disk) or the password
-  Tunnel forward  the bastion opens a connection to the Redis host:port (tried once up front)
+  Tunnel forward  the bastion opens a connection to the Redis host:port (tried up front each
+                  time a server is opened through the forward, so a node gone since says so)
 
 Host keys: this config has no field for the bastion's host key, so it is not checked (Airbyte's
 standard tunnel does the same). The session is encrypted, but a machine that can impersonate the

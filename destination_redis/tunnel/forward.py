@@ -140,16 +140,25 @@ class SshTunnel:
 
     def close(self) -> None:
         """Stop accepting and close every forwarded connection (the session closes itself); idempotent."""
+        self.close_links()
+        self.join()
+
+    def close_links(self) -> None:
+        """Stop accepting and close every forwarded connection, without waiting for the threads."""
         self.close_listener()
         with self._lock:
             links, self._links = set(self._links), set()
-            threads = list(self._threads)
         for link in links:
             link.close()
+
+    def join(self, timeout: float = 2) -> None:
+        """Wait for this forward's threads (daemons: one stuck thread cannot keep the process alive)."""
+        with self._lock:
+            threads = list(self._threads)
         current = threading.current_thread()
         for thread in threads:
             if thread is not current:
-                thread.join(timeout=2)
+                thread.join(timeout=timeout)
 
 
 class _Link:

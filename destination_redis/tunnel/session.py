@@ -31,13 +31,23 @@ class SshSession:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._forwards: dict[tuple[str, int], SshTunnel] = {}
+        self._closed = False
 
     def forward(self, host: str, port: int) -> SshTunnel:
-        """The running forward to host:port (as the bastion resolves it), opened on first use:
-        one channel is opened and closed up front, so an unreachable address is reported now."""
+        """The running forward to host:port (as the bastion resolves it), opened on first use.
+
+        Each time it is asked for, one channel is opened and closed first, so an address the
+        bastion cannot reach is reported now as "Tunnel forward failed" (retryable), as a direct
+        connection reports "TCP connect failed". That includes a forward opened earlier whose node
+        has gone since (a failover): its listener still accepts, then closes the connection, which
+        the probe would take for a server that does not speak TLS (a config error).
+
+        Safe from several threads (the router's pipelines discover nodes in parallel): one
+        forward per address. None is opened once the session is closing, so none outlives it."""
         with self._lock:
             known = self._forwards.get((host, port))
         if known is not None:
+            known.check_forward()
             return known
         opened = SshTunnel(self._transport, self.where, (host, port), self._timeout)
         try:
@@ -47,20 +57,33 @@ class SshSession:
             opened.close_listener()
             raise
         with self._lock:
-            raced = self._forwards.setdefault((host, port), opened)
+            closed = self._closed
+            raced = opened if closed else self._forwards.setdefault((host, port), opened)
+        if closed:
+            opened.close()
+            raise fail(
+                "Tunnel forward", self.where, f"the SSH session was closed before {host}:{port} was reached",
+                "Nothing to change: the command was ending.", retryable=True,
+            )
         if raced is not opened:
-            opened.close_listener()
+            opened.close()
         return raced
 
     def close(self) -> None:
-        """Close every forward and the session; idempotent."""
+        """Close every forward and the session; idempotent.
+
+        Forwarded connections and the session are closed before the threads are joined: a
+        thread still opening a channel then ends at once instead of waiting out its timeout."""
         with self._lock:
+            self._closed = True
             forwards, self._forwards = list(self._forwards.values()), {}
         for forward in forwards:
             forward.close_listener()
         for forward in forwards:
-            forward.close()
+            forward.close_links()
         self._transport.close()
+        for forward in forwards:
+            forward.join()
 
 
 @contextmanager
