@@ -1,11 +1,14 @@
 """Benchmark: the real `destination-redis write` end to end vs `redis-cli --pipe` on the same HSETs.
 
 Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|dedup] [--ttl S]
+                                              [--topology standalone|cluster]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
 a throwaway redis-server on a free loopback port, pipes the file into the console script (as a
 user would), then loads the same HSET commands with `redis-cli --pipe`, and prints records/s,
-the connector's peak RSS and the ratio connector / redis-cli.
+the connector's peak RSS and the ratio connector / redis-cli. With `--topology cluster` it then
+loads the same file into a local Redis Cluster of 3 primaries + 3 replicas and prints its rate
+beside standalone's (on one machine the nodes share its cores).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from destination_redis.commands import pack_command
+from integration_tests.cluster_server import ClusterServer
 from integration_tests.servers import RedisServer
 
 STREAM = "bench"
@@ -81,7 +85,7 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 def run_connector(
-    server: RedisServer, messages: Path, folder: Path, mode: str, ttl: int | None
+    server: RedisServer | ClusterServer, messages: Path, folder: Path, mode: str, ttl: int | None
 ) -> tuple[float, float, int]:
     """Seconds, peak RSS in MB, and the number of states the connector emitted."""
     config = folder / "config.json"
@@ -121,7 +125,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--mode", choices=sorted(MODES), default="append")
     parser.add_argument("--ttl", type=int, default=None, help="ttl_seconds for the connector's keys")
+    parser.add_argument("--topology", choices=["standalone", "cluster"], default="standalone",
+                        help="cluster: also load into a local 3-primary Redis Cluster, beside standalone")
     args = parser.parse_args()
+    bookkeeping = 2 if args.mode == "refresh" else 1  # the counter (and the meta hash)
     n: int = args.records
     with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
         folder = Path(tmp)
@@ -131,7 +138,6 @@ def main() -> None:
         try:
             seconds, rss_mb, states = run_connector(server, messages, folder, args.mode, args.ttl)
             client = server.client()
-            bookkeeping = 2 if args.mode == "refresh" else 1  # the counter (and the meta hash)
             stored = client.dbsize() - bookkeeping
             if stored != n or client.hgetall(f":bench:{n}")[b"_airbyte_ab_id"] != str(n).encode():
                 raise SystemExit(f"connector stored {stored} records, expected {n}")
@@ -141,12 +147,38 @@ def main() -> None:
                 raise SystemExit("redis-cli --pipe did not store every record")
         finally:
             server.stop()
+        cluster_result = None
+        if args.topology == "cluster":
+            cluster_result = run_cluster(messages, folder, args, bookkeeping)
     rate, cli_rate = n / seconds, n / cli_seconds
     print(f"mode: {args.mode}, ttl: {args.ttl}")
     print(f"records:            {n:,} (avg data {avg_bytes} bytes), states emitted: {states}")
     print(f"connector write:    {seconds:.2f} s = {rate:,.0f} records/s, peak RSS {rss_mb:.1f} MB")
     print(f"redis-cli --pipe:   {cli_seconds:.2f} s = {cli_rate:,.0f} records/s")
     print(f"ratio connector / redis-cli: {rate / cli_rate:.2f}")
+    if cluster_result is not None:
+        cluster_seconds, cluster_rss = cluster_result
+        cluster_rate = n / cluster_seconds
+        print(f"cluster write:      {cluster_seconds:.2f} s = {cluster_rate:,.0f} records/s, "
+              f"peak RSS {cluster_rss:.1f} MB (3 primaries + 3 replicas on this machine)")
+        print(f"ratio cluster / standalone: {cluster_rate / rate:.2f} (target >= 0.8)")
+
+
+def run_cluster(
+    messages: Path, folder: Path, args: argparse.Namespace, bookkeeping: int
+) -> tuple[float, float]:
+    """The same records through the connector into a local cluster; (seconds, peak RSS MB)."""
+    cluster = ClusterServer().start()
+    try:
+        seconds, rss_mb, _ = run_connector(cluster, messages, folder, args.mode, args.ttl)
+        client = cluster.client()
+        stored = int(client.dbsize()) - bookkeeping
+        client.close()
+        if stored != args.records:
+            raise SystemExit(f"connector stored {stored} records in the cluster, expected {args.records}")
+    finally:
+        cluster.stop()
+    return seconds, rss_mb
 
 
 if __name__ == "__main__":
