@@ -27,30 +27,32 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import hiredis
-
 from destination_redis.commands import (
-    CONNECTION_ERRORS,
     RETRYABLE_CODES,
     Command,
     first_error,
     pack_command,
-    read_replies,
     reply_error,
-    send,
-    text,
 )
 from destination_redis.connection.node import Node
 from destination_redis.connection.server import ServerInfo, error_code
 from destination_redis.errors import ConnectStepError, transient_error
 from destination_redis.topology.base import Topology
+from destination_redis.topology.keyless import Keyless
+from destination_redis.topology.units import (
+    command_text,
+    exchange,
+    main_command,
+    redirect,
+    unit_key,
+    units_of,
+    with_asking,
+)
 
 logger = logging.getLogger("airbyte")
 
 # After a lost connection: the replies of the batch if the server had run it, else None (resend).
 Applied = Callable[[], list[Any] | None]
-
-_ASKING = pack_command((b"ASKING",))
 
 
 class Router:
@@ -63,6 +65,7 @@ class Router:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
+        self._keyless = Keyless(topology, attempts, backoff_s, max_backoff_s, self._refresh)
 
     @property
     def server(self) -> ServerInfo:
@@ -87,11 +90,11 @@ class Router:
         """
         if not commands:
             return []
-        units = _units(commands)
+        units = units_of(commands)
         parts = [b"".join([pack_command(tuple(cmd)) for cmd in unit]) for unit in units]
-        keys = [_unit_key(unit) for unit in units]
+        keys = [unit_key(unit) for unit in units]
         return self.run_units(
-            parts, [len(unit) for unit in units], keys.__getitem__, lambda i: _main(units[i]),
+            parts, [len(unit) for unit in units], keys.__getitem__, lambda i: main_command(units[i]),
             tolerate_errors=tolerate_errors, applied=applied,
         )
 
@@ -186,7 +189,7 @@ class Router:
             if confirmation:
                 payload, count, drops = shares[node]
                 shares[node] = (payload + confirmation, count + 1, drops)
-        outcomes = _exchange(shares)
+        outcomes = exchange(shares)
         lost = False
         wait = False
         retry: list[int] = []
@@ -231,7 +234,7 @@ class Router:
                 code = error_code(error)
                 if code in ("MOVED", "ASK"):
                     retry.append(i)
-                    slot, host, port = _redirect(error, node)
+                    slot, host, port = redirect(error, node)
                     try:
                         if code == "MOVED":
                             self.topology.moved(slot, host, port)
@@ -246,14 +249,14 @@ class Router:
                     except ConnectStepError as exc:  # the node named cannot be reached (yet)
                         wait = True
                         failure = transient_error(
-                            f"Redis at {node.where} answered {code} to {_describe(describe(i))}, naming "
+                            f"Redis at {node.where} answered {code} to {command_text(describe(i))}, naming "
                             f"{host}:{port}, which could not be reached: {exc.message}"
                         )
                 elif code in RETRYABLE_CODES or (code == "READONLY" and self.topology.follows_failover):
                     wait = True
                     retry.append(i)
                     failure = transient_error(f"Redis at {node.where} answered {code} to "
-                                              f"{_describe(describe(i))}: {error}")
+                                              f"{command_text(describe(i))}: {error}")
                 elif tolerate_errors:
                     done[i] = got
                 else:
@@ -280,7 +283,7 @@ class Router:
         total = 0
         for i in units:
             if i in asking:
-                payload, drop = _with_asking(parts[i])
+                payload, drop = with_asking(parts[i])
                 chunks.append(payload)
                 drops.append(drop)
                 total += counts[i] + len(drop)
@@ -299,194 +302,16 @@ class Router:
             return False
         return True
 
-    # --- keyless commands: every primary -------------------------------------------------------
+    # --- keyless commands: every primary (keyless.py) -------------------------------------------
 
     def run_on(self, node: Node, command: Command, tolerate_errors: bool = False) -> Any:
         """One keyless command (PING, SCAN) on one node, retried after a lost connection."""
-        losses = 0
-        while True:
-            try:
-                return self._keyless(node, command, tolerate_errors)
-            except _Lost as exc:
-                losses += 1
-                self._after_loss(losses, exc)
+        return self._keyless.run_on(node, command, tolerate_errors)
 
     def scan(self, pattern: bytes, count: int = 1000) -> Iterator[bytes]:
-        """Every key matching the glob pattern on every primary, over SCAN cursors (never KEYS).
-
-        A primary lost mid-scan (killed and failed over, restarting) is not retried blindly: after
-        a backoff the nodes are found again, and every primary not yet scanned to the end (its
-        replacement among them) is scanned from the start. A key may come twice (deleting it twice
-        is harmless); none held by a primary is missed. A primary that became a replica while it
-        was scanned still answers SCAN with the same keys.
-        """
-        finished: set[tuple[str, int]] = set()
-        losses = 0
-        while todo := [node for node in self.topology.primaries() if node.address not in finished]:
-            for node in todo:
-                try:
-                    yield from self._scan_node(node, pattern, count)
-                except _Lost as exc:
-                    losses += 1
-                    self._after_loss(losses, exc)
-                    break
-                finished.add(node.address)
-                losses = 0
+        """Every key matching the glob pattern on every primary (never KEYS)."""
+        return self._keyless.scan(pattern, count)
 
     def dbsize(self) -> int:
-        """Keys in the database, summed over the primaries (asked again after a lost one)."""
-        losses = 0
-        while True:
-            try:
-                return sum(int(self._keyless(node, (b"DBSIZE",))) for node in self.topology.primaries())
-            except _Lost as exc:
-                losses += 1
-                self._after_loss(losses, exc)
-
-    def _scan_node(self, node: Node, pattern: bytes, count: int) -> Iterator[bytes]:
-        cursor: bytes | int = 0
-        while True:
-            cursor, found = self._keyless(node, (b"SCAN", cursor, b"MATCH", pattern, b"COUNT", count))
-            yield from found
-            if int(cursor) == 0:
-                return
-
-    def _keyless(self, node: Node, command: Command, tolerate_errors: bool = False) -> Any:
-        """One exchange; raises _Lost after a lost connection or a reply worth retrying (LOADING ...)."""
-        outcome = _exchange({node: (pack_command(tuple(command)), 1, [frozenset()])})[node]
-        if isinstance(outcome, BaseException):
-            reason = f"Lost the connection to Redis at {node.where} ({type(outcome).__name__})"
-            raise _Lost(reason, transient_error(
-                f"Lost the connection to Redis at {node.where} {self._attempts} times in a row "
-                f"({type(outcome).__name__}); giving up. Check the server's health and the "
-                f"network, then retry the sync.",
-                internal=str(outcome),
-            ))
-        (reply,) = outcome
-        if isinstance(reply, hiredis.ReplyError) and not tolerate_errors:
-            if error_code(reply) in RETRYABLE_CODES:
-                reason = f"Redis at {node.where} answered {error_code(reply)} to {_describe(command)}"
-                raise _Lost(reason, reply_error(reply, command, node.where))
-            raise reply_error(reply, command, node.where)
-        return reply
-
-    def _after_loss(self, losses: int, lost: _Lost) -> None:
-        """The backoff after the `losses`-th loss in a row, then the nodes found again; raises
-        the loss's error once the attempts are spent."""
-        if losses >= self._attempts:
-            raise lost.failure from None
-        delay = min(self._backoff_s * (2 ** (losses - 1)), self._max_backoff_s)
-        logger.warning(
-            f"{lost.reason}; asking again in {delay:.1f}s (attempt {losses + 1} of {self._attempts})."
-        )
-        time.sleep(delay)
-        self._refresh()
-
-
-class _Lost(Exception):
-    """A keyless command's node was lost (or answered LOADING, BUSY ...): retry after a backoff."""
-
-    def __init__(self, reason: str, failure: Exception) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.failure = failure
-
-
-def _exchange(shares: dict[Node, tuple[bytes, int, list[frozenset[int]]]]) -> dict[Node, Any]:
-    """Write every node's payload, then read every node's replies: per node, replies or the
-    exception that lost its connection."""
-    outcomes: dict[Node, Any] = {}
-    sent: list[tuple[Node, Any, int]] = []
-    for node, (payload, count, _) in shares.items():
-        conn = None
-        try:
-            conn = node.checkout()
-            send(conn, payload)
-            sent.append((node, conn, count))
-        except CONNECTION_ERRORS as exc:
-            if conn is not None:
-                node.release(conn, healthy=False)
-            outcomes[node] = exc
-    for node, conn, count in sent:
-        healthy = False
-        try:
-            outcomes[node] = read_replies(conn, count)
-            healthy = True
-        except CONNECTION_ERRORS as exc:
-            outcomes[node] = exc
-        finally:
-            node.release(conn, healthy)
-    return outcomes
-
-
-def _units(commands: Sequence[Command]) -> list[list[Command]]:
-    """Commands grouped into units: one command each, or a whole MULTI .. EXEC."""
-    units: list[list[Command]] = []
-    open_unit: list[Command] | None = None
-    for cmd in commands:
-        name = _name(cmd)
-        if open_unit is not None:
-            open_unit.append(cmd)
-            if name in (b"EXEC", b"DISCARD"):
-                units.append(open_unit)
-                open_unit = None
-        elif name == b"MULTI":
-            open_unit = [cmd]
-        else:
-            units.append([cmd])
-    if open_unit is not None:
-        raise ValueError("MULTI without EXEC")
-    return units
-
-
-def _name(cmd: Command) -> bytes:
-    first = cmd[0]
-    return (first if isinstance(first, bytes) else str(first).encode()).upper()
-
-
-def _main(unit: list[Command]) -> Command:
-    """The command a unit is about (inside a MULTI, the first one with a key)."""
-    return next((cmd for cmd in unit if len(cmd) > 1), unit[0])
-
-
-def _unit_key(unit: list[Command]) -> bytes:
-    main = _main(unit)
-    if len(main) < 2:
-        return b""
-    key = main[1]
-    return key if isinstance(key, bytes) else str(key).encode()
-
-
-def _describe(cmd: Command) -> str:
-    return " ".join(text(part) for part in cmd[:2])
-
-
-def _redirect(error: BaseException, node: Node) -> tuple[int, str, int]:
-    """(slot, host, port) of "MOVED 3999 127.0.0.1:6381" / "ASK ..."; an empty host is the node's."""
-    words = str(error).split()
-    slot = int(words[1])
-    host, _, port = words[2].rpartition(":")
-    return slot, host or node.address[0], int(port)
-
-
-def _with_asking(part: bytes) -> tuple[bytes, frozenset[int]]:
-    """A unit resent behind ASKING: before each command, or once before a MULTI (the flag lasts
-    the transaction). Returns the payload and the reply positions of the ASKINGs."""
-    reader = hiredis.Reader()
-    reader.feed(part)
-    chunks: list[bytes] = []
-    drop: set[int] = set()
-    position = 0
-    in_multi = False
-    while (cmd := reader.gets()) is not False:
-        name = bytes(cmd[0]).upper()
-        if not in_multi:
-            chunks.append(_ASKING)
-            drop.add(position)
-            position += 1
-            in_multi = name == b"MULTI"
-        elif name in (b"EXEC", b"DISCARD"):
-            in_multi = False
-        chunks.append(pack_command(tuple(cmd)))
-        position += 1
-    return b"".join(chunks), frozenset(drop)
+        """Keys in the database, summed over the primaries."""
+        return self._keyless.dbsize()

@@ -34,6 +34,8 @@ from destination_redis.connection.reach import Reach
 from destination_redis.connection.server import ServerInfo, error_code
 from destination_redis.errors import ConnectStepError, step_failed
 from destination_redis.topology.base import Topology, call
+from destination_redis.topology.roles import ask_role, wait_allowed
+from destination_redis.topology.roles import text as _text
 
 logger = logging.getLogger("airbyte")
 
@@ -167,7 +169,7 @@ class Sentinel(Topology):
             role, replicas = self._role(node, sentinel)
             if role != "master":
                 raise self._not_master(node, sentinel, role)
-            self._wait_allowed = _wait_allowed(node)
+            self._wait_allowed = wait_allowed(node)
         except BaseException:
             node.close()
             raise
@@ -284,7 +286,7 @@ class Sentinel(Topology):
     def _role(self, node: Node, sentinel: Node) -> tuple[str, list[Address]]:
         """`_ask_role`, a failure to answer being retryable (the node may be restarting)."""
         try:
-            return _ask_role(node)
+            return ask_role(node)
         except (*CONNECTION_ERRORS, hiredis.ReplyError) as exc:
             raise step_failed(
                 "ROLE", node.where, f"{type(exc).__name__} {exc}",
@@ -327,7 +329,7 @@ class Sentinel(Topology):
         except ConnectStepError:
             return False
         try:
-            return _ask_role(node)[0] == "master"
+            return ask_role(node)[0] == "master"
         except (*CONNECTION_ERRORS, hiredis.ReplyError):
             return False
         finally:
@@ -337,7 +339,7 @@ class Sentinel(Topology):
         """While writes go unconfirmed: has a replica connected since (the demoted old master)?"""
         self._recheck_at = time.monotonic() + REPLICA_RECHECK_S
         try:
-            role, replicas = _ask_role(master)
+            role, replicas = ask_role(master)
         except (*CONNECTION_ERRORS, hiredis.ReplyError):
             return  # the round that follows finds out what is wrong
         if role == "master" and replicas:
@@ -363,45 +365,6 @@ class Sentinel(Topology):
         return "it has no replica in sync"
 
 
-def _wait_allowed(node: Node) -> bool:
-    """Whether WAIT can be used (Redis 3.0 or later, and allowed to the ACL user)."""
-    try:
-        call(node, b"WAIT", 0, 0)
-    except hiredis.ReplyError:
-        return False
-    except CONNECTION_ERRORS:
-        return True  # the first round finds out
-    return True
-
-
-def _ask_role(node: Node) -> tuple[str, list[Address]]:
-    """The node's role and, for a master, its replicas in sync: ROLE, else INFO replication
-    (before Redis 2.8.12, or an ACL user without ROLE). Raises what `call` raises."""
-    try:
-        reply = call(node, b"ROLE")
-    except hiredis.ReplyError:
-        return _role_from_info(call(node, b"INFO", b"replication"))
-    role = _text(reply[0])
-    if role != "master":
-        return role, []
-    return role, [(_text(entry[0]), int(entry[1])) for entry in reply[2]]
-
-
-def _role_from_info(raw: Any) -> tuple[str, list[Address]]:
-    """ROLE's answer from `INFO replication`: role, and slaveN lines of replicas online."""
-    fields = dict(line.split(":", 1) for line in _text(raw).splitlines() if ":" in line)
-    role = fields.get("role", "").strip()
-    if role != "master":
-        return role, []
-    replicas: list[Address] = []
-    for name, value in fields.items():
-        if name.startswith("slave") and name[5:].isdigit():
-            parts = dict(part.split("=", 1) for part in value.strip().split(",") if "=" in part)
-            if parts.get("state") == "online" and "ip" in parts and "port" in parts:
-                replicas.append((parts["ip"], int(parts["port"])))
-    return role, replicas
-
-
 def open_sentinel(config: RedisConfig, topology: SentinelTopology, reach: Reach, login: Login) -> Sentinel:
     sentinel_login = Login(
         topology.sentinel_username, topology.sentinel_password, db=0,
@@ -412,7 +375,3 @@ def open_sentinel(config: RedisConfig, topology: SentinelTopology, reach: Reach,
         if address not in addresses:
             addresses.append(address)
     return Sentinel(reach, login, sentinel_login, addresses, topology.master_name)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
