@@ -32,8 +32,8 @@ class ClusterServer:
 
     password: str | None = None
 
-    def __init__(self) -> None:
-        self.cluster = RedisCluster()
+    def __init__(self, replicas_per_primary: int = 1) -> None:
+        self.cluster = RedisCluster(replicas_per_primary=replicas_per_primary)
 
     def start(self) -> ClusterServer:
         self.cluster.start()
