@@ -54,6 +54,21 @@ ANNOUNCED_NAME = "localhost"  # what the named clusters announce; their certific
 # --- fixtures -----------------------------------------------------------------------------------
 
 
+def check_then_write(tmp_path: Path, cluster: RedisCluster, config: dict[str, Any], node_name: str,
+                     count: int) -> None:
+    """check succeeds naming every primary as `node_name` (with `{port}`), then `count` records
+    written by the CLI land on the primaries that own their slots, the state echoed with its count."""
+    status, message = check_here(config)
+    assert status == "SUCCEEDED", message
+    for _, port in cluster.primaries():
+        assert node_name.format(port=port) in message, message
+    state = stream_state("users", {"cursor": count})
+    result = write(tmp_path, config, catalog(("users", "append")),
+                   *(record("users", {"id": i}, EMITTED) for i in range(1, count + 1)), state)
+    assert result.states == [with_count(state, count)]
+    assert_spread(cluster, ":users:*", record_keys(":users", range(1, count + 1)))
+
+
 def _named_cluster(tls: TlsMaterial, **options: Any) -> RedisCluster:
     """A TLS cluster whose certificate names "localhost" only, and whose nodes announce themselves
     by that name (CLUSTER SLOTS and MOVED give "localhost", not 127.0.0.1)."""
@@ -387,15 +402,8 @@ def test_nodes_are_verified_against_the_name_they_are_announced_by_with_mutual_t
     config = seed_only(cluster, host=ANNOUNCED_NAME, ssl_mode={
         "mode": "verify-full", "ca_certificate": tls.ca_pem, **tls.mtls(encrypted=True),
     })
-    status, message = check_here(config)  # in process (the CLI costs ~2.5 s); the write is the CLI's
-    assert status == "SUCCEEDED", message
-    for _, port in cluster.primaries():
-        assert f"{ANNOUNCED_NAME}:{port}" in message, message
-    state = stream_state("users", {"cursor": 300})
-    result = write(tmp_path, config, catalog(("users", "append")),
-                   *(record("users", {"id": i}, EMITTED) for i in range(1, 301)), state)
-    assert result.states == [with_count(state, 300)]
-    assert_spread(cluster, ":users:*", record_keys(":users", range(1, 301)))
+    # check in process (the CLI costs ~2.5 s); the write is the CLI's
+    check_then_write(tmp_path, cluster, config, f"{ANNOUNCED_NAME}:{{port}}", 300)
 
 
 def test_mutual_tls_without_a_client_certificate_fails_naming_the_node(
@@ -433,15 +441,8 @@ def test_tls_through_the_bastion_verifies_each_announced_name_not_the_local_end(
     cluster = private_named_tls_cluster
     cluster.flushall()
     config = seed_only(cluster, host=ANNOUNCED_NAME, tunnel_method=private_bastion.tunnel_key())
-    status, message = check_here(config)
-    assert status == "SUCCEEDED", message
-    for _, port in cluster.primaries():
-        assert f"{ANNOUNCED_NAME}:{port} {bastion_at(private_bastion)}" in message, message
-    state = stream_state("users", {"cursor": 1000})
-    result = write(tmp_path, config, catalog(("users", "append")),
-                   *(record("users", {"id": i}, EMITTED) for i in range(1, 1001)), state)
-    assert result.states == [with_count(state, 1000)]
-    assert_spread(cluster, ":users:*", record_keys(":users", range(1, 1001)))
+    node_name = f"{ANNOUNCED_NAME}:{{port}} {bastion_at(private_bastion)}"
+    check_then_write(tmp_path, cluster, config, node_name, 1000)
 
     set_preferred_endpoint(cluster, "ip")
     try:
