@@ -7,6 +7,7 @@ import pytest
 from destination_redis.config import RedisConfig
 from destination_redis.connection.server import ServerInfo
 from destination_redis.writers import ENCODINGS, encoding_of
+from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.json import JsonEncoding
 
 SERVER = ServerInfo(version=(7, 0, 15), mode="standalone")
@@ -98,3 +99,14 @@ def test_an_override_with_empty_namespace_means_streams_without_one() -> None:
     )
     assert config.settings_for("", "s").cache_type == "string"
     assert config.settings_for("ns", "s").cache_type == "hash"
+
+
+@pytest.mark.parametrize("ttl", [None, 60])
+@pytest.mark.parametrize("server", [SERVER, OLD])
+def test_hash_fast_packer_is_the_generic_packing(ttl: int | None, server: ServerInfo) -> None:
+    """hash's hand-made RESP is byte for byte what packing its own commands gives."""
+    encoding = encoding_of("hash", server)
+    fast = encoding.packer(b"ns:50%off", ttl)
+    generic = Encoding.packer(encoding, b"ns:50%off", ttl)
+    for record_id, data in [(1, b"{}"), (123456, '{"a":"Zoë"}'.encode())]:
+        assert fast(record_id, 1700000000000, data) == generic(record_id, 1700000000000, data)

@@ -7,6 +7,8 @@ key baked in, instead of building and packing command tuples (see `pack_record`)
 
 from __future__ import annotations
 
+from functools import partial
+
 from destination_redis.commands import Command
 from destination_redis.writers.encoding import F_DATA, F_EMITTED_AT, F_ID, Encoding, Packer, ProbeUnits
 
@@ -31,10 +33,8 @@ class HashEncoding(Encoding):
         key_len = len(stream_key) + 1
         if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
             template += expire_template(stream_key, ttl_seconds)
-            return lambda record_id, emitted_at, data: pack_record_with_expire(
-                template, key_len, record_id, emitted_at, data
-            )
-        return lambda record_id, emitted_at, data: pack_record(template, key_len, record_id, emitted_at, data)
+            return partial(pack_record_with_expire, template, key_len)
+        return partial(pack_record, template, key_len)  # partial: cheaper per call than a lambda
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:
