@@ -376,10 +376,6 @@ def test_check_probes_the_chosen_types_commands_and_the_prefix(
         denied = check(json_server, tmp_path, username="noset", cache_type="string", **as_user)
         assert denied["status"] == "FAILED", denied
         assert "may not run SET," in denied["message"] + ",", denied
-        assert (
-            check(json_server, tmp_path, username="nojson", cache_type="hash_fields", **as_user)["status"]
-            == "SUCCEEDED"
-        )
         denied = check(json_server, tmp_path, username="nojson", cache_type="json", **as_user)
         assert denied["status"] == "FAILED", denied
         assert "JSON.SET" in denied["message"], denied
@@ -387,11 +383,44 @@ def test_check_probes_the_chosen_types_commands_and_the_prefix(
             check(json_server, tmp_path, username="app", key_prefix="app:", **as_user)["status"]
             == "SUCCEEDED"
         )
-        outside = check(json_server, tmp_path, username="app", **as_user)
-        assert outside["status"] == "FAILED"
-        assert "may not access the probe keys" in outside["message"]
         prefixed = check(json_server, tmp_path, username="app", key_prefix="other:", **as_user)
+        assert prefixed["status"] == "FAILED"
+        assert "may not access the probe keys" in prefixed["message"]
         assert "~other:_airbyte_check:*" in prefixed["message"], prefixed
     finally:
         for user in ("noset", "nojson", "app"):
             admin.execute_command("ACL", "DELUSER", user)
+
+
+@pytest.mark.core
+def test_hash_fields_and_string_on_this_server(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The matrix (REDIS_MATRIX): HMSET before 4.0, DEL where there is no UNLINK, and the json gate
+    on servers without modules (before 4.0) or without the JSON module."""
+    overrides = [{"name": "f", "cache_type": "hash_fields"}, {"name": "s", "cache_type": "string"}]
+    ok = check(redis_server, tmp_path, key_prefix="p:", streams=overrides)
+    assert ok["status"] == "SUCCEEDED", ok
+    streams = [configured("f", "append_dedup", [["id"]]), configured("s", "overwrite")]
+    for run in (1, 2):
+        write_run(
+            redis_server,
+            tmp_path,
+            streams,
+            rec("f", 1, f"f{run}"),
+            rec("f", 2, "x", **({"_ab_cdc_deleted_at": "t"} if run == 2 else {})),
+            rec("s", run, f"s{run}"),
+            key_prefix="p:",
+            streams=overrides,
+        )
+    assert keys_of(redis_client) == {"p::f", "p::f:1", "p::s", "p::s:1"}
+    assert redis_client.hgetall("p::f:1") == {
+        b"id": b"1",
+        b"v": b"f2",
+        b"_airbyte_ab_id": b"3",
+        b"_airbyte_emitted_at": b"1700000000001",
+    }
+    assert redis_client.get("p::s:1") == b'{"id":2,"v":"s2"}'
+    failed = check(redis_server, tmp_path, cache_type="json")
+    assert failed["status"] == "FAILED"
+    assert "cache_type 'json' needs the JSON module" in failed["message"], failed

@@ -30,6 +30,8 @@ def require(router: Router, cache_types: Iterable[str]) -> None:
 def has_json_module(router: Router, node: Node) -> bool | None:
     """Whether the node knows JSON.SET; None when it cannot tell (COMMAND and MODULE denied:
     check's probe of JSON.SET then names the problem)."""
+    if router.server.version < (4, 0, 0):
+        return False  # modules came with Redis 4.0
     reply = router.run_on(node, (b"COMMAND", b"INFO", b"JSON.SET"), tolerate_errors=True)
     if isinstance(reply, list):
         return bool(reply) and reply[0] is not None
