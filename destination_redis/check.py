@@ -14,11 +14,13 @@ from typing import Any
 import hiredis
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
-from destination_redis.config import RedisConfig, StandaloneTopology
+from destination_redis.config import CacheType, RedisConfig, StandaloneTopology
 from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
 from destination_redis.topology import open_router
 from destination_redis.topology.router import Router
+from destination_redis.writers import encoding_of
+from destination_redis.writers.gates import GateError, require
 
 logger = logging.getLogger("airbyte")
 
@@ -30,6 +32,7 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
         # Two attempts: check reports a lost connection now instead of retrying for long.
         with open_router(config, attempts=2) as router:
             _ping(router)
+            require(router, config.cache_types)
             _probe_write(router, config)
             tls = ""
             if config.tls and isinstance(config.topology, StandaloneTopology):
@@ -38,15 +41,22 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
                 tls = " over TLS (each certificate verified for the name its node is announced by)"
             message = (
                 f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
-                f"'{config.cache_type}' layout can be written."
+                f"{_types(config)} can be written."
             )
     except ConnectStepError as exc:
         return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)
+    except GateError as exc:
+        return AirbyteConnectionStatus(status=Status.FAILED, message=str(exc))
     except Exception as exc:
         message = getattr(exc, "message", None) or f"Unexpected {type(exc).__name__} during check."
         return AirbyteConnectionStatus(status=Status.FAILED, message=str(message))
     logger.info(message)
     return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=message)
+
+
+def _types(config: RedisConfig) -> str:
+    names = sorted(config.cache_types)
+    return f"'{names[0]}' layout" if len(names) == 1 else "layouts " + ", ".join(f"'{n}'" for n in names)
 
 
 def _ping(router: Router) -> None:
@@ -58,32 +68,39 @@ def _ping(router: Router) -> None:
 
 
 def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[list[tuple[Any, ...]]]:
-    """Each command a sync of the hash cache type may send, on probe keys shaped like its keys,
-    in the units the router sends (a MULTI .. EXEC is one unit).
+    """Each command a sync of the configured cache types may send, on probe keys shaped like
+    their keys, in the units the router sends (a MULTI .. EXEC is one unit).
 
-    `prefix` plays the stream key: the counter (INCRBY, GET), `prefix:1` a record hash (HSET, or
-    HMSET before Redis 4.0; HGET, HDEL, EXPIRE), replaced atomically (MULTI/DEL/EXEC), found with
-    SCAN (on every primary) and deleted (UNLINK from 4.0, DEL). Keep it in step with the writers.
+    `prefix` plays the stream key: the counter (INCRBY, GET), the generation bookkeeping (a hash:
+    HMSET, HGETALL, HDEL), then per cache type a record key `prefix:<n>` written the way that type
+    writes (writers/<type>.py `probe`, e.g. HSET, or HMSET before Redis 4.0; JSON.SET; SET) and
+    read back for its id, EXPIRE, the atomic replace (MULTI/DEL/EXEC), SCAN (on every primary)
+    and UNLINK (from 4.0) or DEL. Kept in step with the writers through their encodings.
     """
-    record = f"{prefix}:1"
-    hset = router.server.hset_verb.decode()
+    meta = f"{prefix}:meta"
     units: list[list[tuple[Any, ...]]] = [
         [("INCRBY", prefix, 1)],
         [("GET", prefix)],
-        [(hset, record, "_airbyte_ab_id", "1", "_airbyte_data", "{}")],
-        [("EXPIRE", record, 60)],  # also the safety net should the deletes below be refused
-        [("EXPIRE", prefix, 60)],
-        [("HMSET", record, "_airbyte_emitted_at", "0")],
-        [("HGET", record, "_airbyte_ab_id")],
-        [("HGETALL", record)],
-        [("HDEL", record, "_airbyte_emitted_at")],
-        [("MULTI",), ("DEL", record), ("EXEC",)],
-        [("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)],
+        [("EXPIRE", prefix, 60)],  # also the safety net should the deletes below be refused
+        [("HMSET", meta, "generation_id", "1")],
+        [("EXPIRE", meta, 60)],
+        [("HGETALL", meta)],
+        [("HDEL", meta, "generation_id")],
     ]
+    for record in probe_keys(config, prefix):
+        encoding = encoding_of(record[1], router.server)
+        units += [*encoding.probe(record[0]), [("EXPIRE", record[0], 60)]]
+        units.append([("MULTI",), ("DEL", record[0]), ("EXEC",)])
+    units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
     if router.server.has_unlink:
-        units.append([("UNLINK", record)])
+        units.append([("UNLINK", f"{prefix}:1")])
     units.append([("DEL", prefix)])
     return units
+
+
+def probe_keys(config: RedisConfig, prefix: str) -> list[tuple[str, CacheType]]:
+    """One record key per chosen cache type (their values have different Redis types)."""
+    return [(f"{prefix}:{n}", cache_type) for n, cache_type in enumerate(sorted(config.cache_types), 1)]
 
 
 def _probe_write(router: Router, config: RedisConfig) -> None:
@@ -92,7 +109,7 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
     The probe keys have a unique name and are deleted at the end (they expire after a minute
     should the deletes be refused).
     """
-    prefix = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    prefix = f"{config.key_prefix}{PROBE_PREFIX}{uuid.uuid4().hex}"
     denied: dict[str, str] = {}  # command -> the server's NOPERM reply
     for unit in probe_commands(router, config, prefix):
         if unit[0][0] == "SCAN":
@@ -114,15 +131,15 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
                 continue  # a denied MULTI or DEL made EXEC fail; that one is reported
             else:
                 raise _write_refused(router, name, code)
-    _cleanup(router, prefix)
+    _cleanup(router, [prefix, f"{prefix}:meta", *(key for key, _ in probe_keys(config, prefix))])
     if denied:
         raise _denied(router, config, denied)
 
 
-def _cleanup(router: Router, prefix: str) -> None:
-    """One key per command (Cluster: the two keys may live in different slots)."""
+def _cleanup(router: Router, probe: list[str]) -> None:
+    """One key per command (Cluster: the keys may live in different slots)."""
     for verb in ("DEL", "UNLINK"):
-        replies = router.run([(verb, prefix), (verb, f"{prefix}:1")], tolerate_errors=True)
+        replies = router.run([(verb, key) for key in probe], tolerate_errors=True)
         if not any(isinstance(reply, hiredis.ReplyError) for reply in replies):
             return
 
@@ -130,6 +147,7 @@ def _cleanup(router: Router, prefix: str) -> None:
 def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> ConnectStepError:
     user = config.username or "default"
     names = sorted(denied)
+    probe, streams = f"{config.key_prefix}{PROBE_PREFIX}", f"{config.key_prefix}<namespace>:"
     # The reply says whether the command or the key was refused; the wording differs by version.
     keys_refused = [
         name for name, reply in denied.items() if "key" in reply.lower() and "command" not in reply.lower()
@@ -137,16 +155,16 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
     if keys_refused:
         return ConnectStepError(
             f"Write permission check failed at {router.where}: the ACL user '{user}' may not access "
-            f"the probe keys '{PROBE_PREFIX}*' ({', '.join(sorted(keys_refused))} refused: "
-            f"{denied[keys_refused[0]]}). The check writes and deletes keys named {PROBE_PREFIX}<random>, "
-            f"and syncs write keys named <namespace>:<stream>: grant the user these key patterns "
-            f"(e.g. ACL SETUSER {user} ~{PROBE_PREFIX}* ~<namespace>:*), or ~* .",
+            f"the probe keys '{probe}*' ({', '.join(sorted(keys_refused))} refused: "
+            f"{denied[keys_refused[0]]}). The check writes and deletes keys named {probe}<random>, "
+            f"and syncs write keys named {streams}<stream>: grant the user these key patterns "
+            f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}*), or ~* .",
             False,
         )
     grants = " ".join(f"+{n.lower()}" for n in names)
     return ConnectStepError(
         f"Write permission check failed at {router.where}: the ACL user '{user}' may not run "
-        f"{', '.join(names)}, which the '{config.cache_type}' cache type needs (NOPERM). Grant them "
+        f"{', '.join(names)}, which the {_types(config)} needs (NOPERM). Grant them "
         f"(ACL SETUSER {user} {grants}), or use a user with read and write rights (+@read +@write "
         f"+@keyspace +@transaction).",
         False,

@@ -7,6 +7,7 @@ working. `unit_tests/test_spec.py` proves that these models and `spec.json` agre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -95,6 +96,27 @@ Topology = Annotated[
 TunnelMethod = Annotated[NoTunnel | SshKeyTunnel | SshPasswordTunnel, Field(discriminator="tunnel_method")]
 
 
+# The cache types a writer exists for (writers/); collections (list, set, ...) are not offered yet.
+CacheType = Literal["hash", "hash_fields", "json", "string"]
+
+
+class StreamOverride(_Model):
+    """Settings for one stream; without `namespace` it applies to that name in every namespace."""
+
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+    cache_type: CacheType | None = None
+    ttl_seconds: int | None = Field(None, ge=0)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What one stream is written with, after the `streams` overrides."""
+
+    cache_type: CacheType
+    ttl_seconds: int | None  # None: keys never expire
+
+
 def _empty_to_none(value: Any) -> Any:
     """0.1.4 required username and password, so old configs carry "" where they mean none."""
     return None if value == "" else value
@@ -106,8 +128,10 @@ class RedisConfig(_Model):
     username: str | None = None
     password: SecretStr | None = None
     db: int = Field(0, ge=0)
-    cache_type: Literal["hash"] = "hash"
+    cache_type: CacheType = "hash"
     ttl_seconds: int | None = Field(None, ge=0)
+    key_prefix: str = ""
+    streams: list[StreamOverride] = []
     ssl: bool = False
     ssl_mode: SslMode = SslDisabled()
     tunnel_method: TunnelMethod = NoTunnel()
@@ -119,6 +143,21 @@ class RedisConfig(_Model):
     @classmethod
     def _strip_host(cls, value: str) -> str:
         return value.strip()
+
+    def settings_for(self, namespace: str, name: str) -> StreamSettings:
+        """The stream's cache type and TTL: an override naming its namespace wins over one
+        without a namespace, which wins over the top-level settings. ("" is no namespace.)"""
+        cache_type, ttl = self.cache_type, self.ttl_seconds
+        matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
+        for override in sorted(matches, key=lambda o: o.namespace is not None):
+            cache_type = override.cache_type or cache_type
+            ttl = override.ttl_seconds if override.ttl_seconds is not None else ttl
+        return StreamSettings(cache_type, ttl or None)  # 0 means no TTL
+
+    @property
+    def cache_types(self) -> set[CacheType]:
+        """Every cache type this config may write: what check must prove works."""
+        return {self.cache_type} | {o.cache_type for o in self.streams if o.cache_type}
 
     @property
     def tls(self) -> SslVerifyFull | None:

@@ -32,7 +32,7 @@ from destination_redis.check import run_check
 from destination_redis.config import RedisConfig, load_config_file, parse_config
 from destination_redis.loader import Loader
 from destination_redis.topology import open_router
-from destination_redis.writers import make_writer
+from destination_redis.writers import make_writers
 
 
 class DestinationRedis(Destination):
@@ -84,7 +84,7 @@ def write_lines(config: RedisConfig, streams: list[Stream], lines: Iterable[byte
 @contextmanager
 def _writers(config: RedisConfig, streams: list[Stream]) -> Iterator[dict[Stream, Any]]:
     with open_router(config) as router:
-        yield {stream: make_writer(config, stream, router) for stream in streams}
+        yield make_writers(config, streams, router)
 
 
 def emit(lines: Iterable[bytes], out: IO[str]) -> None:

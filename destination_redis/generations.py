@@ -1,7 +1,7 @@
 """Generation bookkeeping for refresh-aware catalogs (`generation_id` / `minimum_generation_id`).
 
 Record ids come from the stream's counter and only grow, so "written by generation g or later"
-is "id >= the first id of generation g". A small hash per stream, `_airbyte_meta:<K>`, keeps
+is "id >= the first id of generation g". A small hash per stream, `<prefix>_airbyte_meta:<ns>:<s>`, keeps
 the first id of each generation and whether the current one completed:
 
 - A sync that resumes a generation that never completed (a retried attempt) keeps that
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 
-from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.topology.router import Router
 
@@ -37,13 +36,13 @@ COMPLETE = b"complete"
 
 
 class Generations:
-    def __init__(self, stream: Stream, stream_key: bytes, router: Router) -> None:
+    def __init__(self, stream: Stream, stream_key: bytes, meta_key: bytes, router: Router) -> None:
         if stream.generation_id is None:
             raise ValueError("Generations need a catalog with generation_id")
         self.stream = stream
         self.generation: int = stream.generation_id
         self.counter_key = stream_key
-        self.meta_key = keys.meta_key(stream_key)
+        self.meta_key = meta_key
         self.router = router
         self.first_id = 0
         self._start_fields: list[bytes] = []  # the meta's start:<g> fields, as old_range read them

@@ -12,8 +12,9 @@ import re
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
 
 
-def stream_key(namespace: str, name: str) -> bytes:
-    return f"{namespace}:{name}".encode()
+def stream_key(namespace: str, name: str, prefix: str = "") -> bytes:
+    """`<prefix><namespace>:<name>`: the config's key_prefix is prepended as is (no separator)."""
+    return f"{prefix}{namespace}:{name}".encode()
 
 
 def record_key(stream: bytes, record_id: int) -> bytes:
@@ -80,6 +81,8 @@ def is_dedup_key(stream: bytes, key: bytes, components: int) -> bool:
     return separators == components - 1 and not escaped
 
 
-def meta_key(stream: bytes) -> bytes:
-    """Where a refresh-aware stream keeps its generation bookkeeping (a small hash)."""
-    return b"_airbyte_meta:" + stream
+def meta_key(stream: bytes, prefix: str = "") -> bytes:
+    """Where a refresh-aware stream keeps its generation bookkeeping (a small hash):
+    `<prefix>_airbyte_meta:<namespace>:<name>`, `stream` being the key without the prefix, so the
+    prefix leads every key the connector writes."""
+    return prefix.encode() + b"_airbyte_meta:" + stream

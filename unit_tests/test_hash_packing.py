@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from destination_redis.commands import pack_command
+from destination_redis.writers.encoding import F_DATA, F_EMITTED_AT, F_ID
 from destination_redis.writers.hash import (
-    F_DATA,
-    F_EMITTED_AT,
-    F_ID,
     expire_template,
     hset_template,
     pack_record,

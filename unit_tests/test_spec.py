@@ -25,6 +25,7 @@ from destination_redis.config import (
     SslDisabled,
     SslVerifyFull,
     StandaloneTopology,
+    StreamOverride,
 )
 
 SPEC: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
@@ -92,6 +93,19 @@ def _allowed(prop: dict[str, Any]) -> set[Any] | None:
 def _is_secret(model: type[BaseModel], name: str) -> bool:
     annotation = model.model_fields[name].annotation
     return annotation in (SecretStr, SecretStr | None)
+
+
+def test_streams_items_and_the_override_model_agree() -> None:
+    items = CONNECTION["properties"]["streams"]["items"]
+    assert set(items["properties"]) == set(StreamOverride.model_fields)
+    assert items["required"] == ["name"]
+    for name, prop in items["properties"].items():
+        mine = _model_property(StreamOverride, name)
+        assert prop["type"] == mine["type"], name
+        for keyword in CONSTRAINTS:
+            assert prop.get(keyword) == mine.get(keyword), f"streams.{name}: {keyword}"
+        assert _allowed(prop) == _allowed(mine), f"streams.{name}: allowed values"
+    assert _allowed(items["properties"]["cache_type"]) == _allowed(_model_property(RedisConfig, "cache_type"))
 
 
 def test_every_oneof_property_is_mapped() -> None:
@@ -340,6 +354,9 @@ def test_unknown_keys_are_accepted_by_both() -> None:
         {"host": "h", "port": 65536},
         {"host": "h", "db": -1},
         {"host": "h", "cache_type": "list"},
+        {"host": "h", "streams": [{"namespace": "n"}]},
+        {"host": "h", "streams": [{"name": "s", "cache_type": "stream"}]},
+        {"host": "h", "streams": [{"name": "s", "ttl_seconds": -1}]},
         {"host": "h", "ssl_mode": {"mode": "prefer"}},
         {
             "host": "h",

@@ -1,6 +1,8 @@
 """The small interface every cache type implements; the loader knows nothing else of Redis.
 
-The base class owns what is the same for every layout: the stream key and counter, the
+Concrete writers are an addressing (by_id.py: `K:<id>`; by_key.py: `K:<pk>`; collections, when
+they come, one key `K`) combined with an encoding of the value (encoding.py and one module per
+type). The base class owns what is the same for every layout: the stream key and counter, the
 up-front clear of a legacy overwrite, and the generation bookkeeping of refresh-aware catalogs.
 A layout implements buffering and writing (`add`, `flush`) and its two deletions.
 """
@@ -25,12 +27,15 @@ class RecordError(Exception):
 class StreamWriter(ABC):
     """Owns one stream's keys: prepares them, buffers records, writes them on flush."""
 
-    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
+    def __init__(
+        self, stream: Stream, router: Router, ttl_seconds: int | None = None, key_prefix: str = ""
+    ) -> None:
         self.stream = stream
         self.router = router
         self.ttl_seconds = ttl_seconds
-        self.key = keys.stream_key(stream.namespace, stream.name)  # also the id counter
-        self.generations = Generations(stream, self.key, router) if stream.tracks_generations else None
+        self.key = keys.stream_key(stream.namespace, stream.name, key_prefix)  # also the id counter
+        meta = keys.meta_key(keys.stream_key(stream.namespace, stream.name), key_prefix)
+        self.generations = Generations(stream, self.key, meta, router) if stream.tracks_generations else None
 
     def start(self) -> None:
         """Runs once before any record of the sync."""

@@ -1,91 +1,40 @@
-"""The seed's hash layout: counter `K`, one hash per record at `K:<id>` with three fields.
+"""`hash` (the default, the seed's layout): one hash per record with three fields,
+`_airbyte_ab_id`, `_airbyte_emitted_at` and `_airbyte_data` (the record as compact JSON).
 
-Ids are reserved per batch with one INCRBY (IdCounter, itself safe to retry) before the batch is
-written, so a batch that is retried after a lost connection rewrites the same keys instead of
-duplicating records.
+The id layout's hot path: one bytes formatting per record from a RESP template with the stream
+key baked in, instead of building and packing command tuples (see `pack_record`).
 """
 
 from __future__ import annotations
 
-from destination_redis import keys
-from destination_redis.catalog import Stream
-from destination_redis.keyspace import delete_keys, delete_named
-from destination_redis.topology.router import Router
-from destination_redis.writers.base import StreamWriter
-from destination_redis.writers.ids import IdCounter
+from functools import partial
 
-F_ID = b"_airbyte_ab_id"
-F_EMITTED_AT = b"_airbyte_emitted_at"
-F_DATA = b"_airbyte_data"
+from destination_redis.commands import Command
+from destination_redis.writers.encoding import F_DATA, F_EMITTED_AT, F_ID, Encoding, Packer, ProbeUnits
 
 
-class HashWriter(StreamWriter):
-    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
-        super().__init__(stream, router, ttl_seconds)
-        self.set_verb = self.router.server.hset_verb
-        self._template = hset_template(self.set_verb, self.key)
-        self._pack = pack_record
-        if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
-            self._template += expire_template(self.key, ttl_seconds)
-            self._pack = pack_record_with_expire
-        self._ids = IdCounter(self.key, router)
-        self._emitted: list[int] = []
-        self._data: list[bytes] = []
+class HashEncoding(Encoding):
+    name = "hash"
 
-    def add(self, emitted_at: int, data: bytes) -> None:
-        self._emitted.append(emitted_at)
-        self._data.append(data)
+    def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
+        return [(self.server.hset_verb, key, F_ID, record_id, F_EMITTED_AT, emitted_at, F_DATA, data)]
 
-    def flush(self) -> int:
-        count = len(self._data)
-        if not count:
-            return 0
-        first_id = self._ids.reserve(count)
-        template, key_len, pack = self._template, len(self.key) + 1, self._pack
-        parts = [
-            pack(template, key_len, record_id, emitted_at, data)
-            for record_id, emitted_at, data in zip(
-                range(first_id, first_id + count), self._emitted, self._data, strict=True
-            )
+    def id_command(self, key: bytes) -> Command:
+        return (b"HGET", key, F_ID)
+
+    def probe(self, key: str) -> ProbeUnits:
+        return [
+            [(self.server.hset_verb.decode(), key, "_airbyte_ab_id", "1", "_airbyte_data", "{}")],
+            [("HGET", key, "_airbyte_ab_id")],
         ]
-        self.router.run_units(
-            parts,
-            2 if self.ttl_seconds else 1,  # HSET (+ EXPIRE): one unit per record, one key
-            lambda i: keys.record_key(self.key, first_id + i),
-            lambda i: self._command(first_id, i),
-            want_replies=False,
-        )
-        self._emitted = []
-        self._data = []
-        return count
 
-    def _command(self, first_id: int, index: int) -> tuple[bytes, ...]:
-        """The HSET of record `index` of the batch being flushed, for error messages."""
-        record_id = first_id + index
-        return (
-            self.set_verb, keys.record_key(self.key, record_id), F_ID, b"%d" % record_id,
-            F_EMITTED_AT, b"%d" % self._emitted[index], F_DATA, self._data[index],
-        )
-
-    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
-        """Old records of a refresh are the ids [floor, first_kept_id): deleted by name when that
-        range is smaller than the database (no SCAN over a big live cache); else, and for the
-        legacy overwrite's "all of them", found by SCAN."""
-        if first_kept_id is not None and first_kept_id - floor <= self.router.dbsize():
-            return delete_named(
-                self.router,
-                (keys.record_key(self.key, record_id) for record_id in range(floor, first_kept_id)),
-            )
-
-        def choose(batch: list[bytes]) -> list[bytes]:
-            prefix_len = len(self.key) + 1
-            return [
-                key for key in batch
-                if keys.is_record_key(self.key, key)
-                and (first_kept_id is None or int(key[prefix_len:]) < first_kept_id)
-            ]
-
-        return delete_keys(self.router, keys.record_scan_pattern(self.key), choose)
+    def packer(self, stream_key: bytes, ttl_seconds: int | None) -> Packer:
+        template = hset_template(self.server.hset_verb, stream_key)
+        key_len = len(stream_key) + 1
+        if ttl_seconds:  # EXPIRE right after each HSET, in the same pipeline
+            template += expire_template(stream_key, ttl_seconds)
+            return partial(pack_record_with_expire, template, key_len)
+        return partial(pack_record, template, key_len)  # partial: cheaper per call than a lambda
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:

@@ -1,8 +1,10 @@
-"""append_dedup on the hash layout: one hash per primary key at `K:<pk>` (see keys.dedup_key).
+"""Addressing by primary key (append_dedup): one key per primary key at `K:<pk>` (keys.dedup_key).
 
-Each upsert is `MULTI; DEL K:<pk>; HSET K:<pk> ...; [EXPIRE K:<pk> ttl]; EXEC`: an atomic
-replace, so no field of an older version survives, and every command of it touches one key (one
-hash slot on Redis Cluster). A record whose `_ab_cdc_deleted_at` is set deletes its key instead.
+Each upsert is `MULTI; DEL K:<pk>; <the encoding's write>; [EXPIRE K:<pk> ttl]; EXEC`: an atomic
+replace, so no field of an older version survives (nor a value of another type), and every
+command of it touches one key (one hash slot on Redis Cluster). Ids still come from the counter
+`K` and are stored in the value where the encoding can, which is how a refresh tells old
+generations' keys apart. A record whose `_ab_cdc_deleted_at` is set deletes its key instead.
 Both run in record order in one pipeline, so a later record for the same key wins.
 """
 
@@ -16,19 +18,20 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import RecordError, StreamWriter
-from destination_redis.writers.hash import F_DATA, F_EMITTED_AT, F_ID
+from destination_redis.writers.encoding import Encoding
+from destination_redis.writers.encoding import object_fields as _fields
 from destination_redis.writers.ids import IdCounter
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 
-# A JSON object's fields as raw JSON: only what the key needs is decoded, and numbers keep their text.
-_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
-
-class HashDedupWriter(StreamWriter):
-    def __init__(self, stream: Stream, router: Router, ttl_seconds: int | None = None) -> None:
-        super().__init__(stream, router, ttl_seconds)
-        self.set_verb = self.router.server.hset_verb
+class KeyWriter(StreamWriter):
+    def __init__(
+        self, stream: Stream, router: Router, encoding: Encoding, ttl_seconds: int | None = None,
+        key_prefix: str = "",
+    ) -> None:
+        super().__init__(stream, router, ttl_seconds, key_prefix)
+        self.encoding = encoding
         self._ids = IdCounter(self.key, router)
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
@@ -71,11 +74,7 @@ class HashDedupWriter(StreamWriter):
                 commands.append((b"DEL", op))
                 continue
             key, emitted_at, data = op
-            commands += [
-                (b"MULTI",),
-                (b"DEL", key),
-                (self.set_verb, key, F_ID, next_id, F_EMITTED_AT, emitted_at, F_DATA, data),
-            ]
+            commands += [(b"MULTI",), (b"DEL", key), *self.encoding.commands(key, next_id, emitted_at, data)]
             if self.ttl_seconds:
                 commands.append((b"EXPIRE", key, self.ttl_seconds))
             commands.append((b"EXEC",))
@@ -95,10 +94,17 @@ class HashDedupWriter(StreamWriter):
             if first_kept_id is None:
                 return owned
             # A key's generation is told by its record id: read them, skip keys that are not ours.
-            ids = self.router.run([(b"HGET", key, F_ID) for key in owned], tolerate_errors=True)
+            replies = self.router.run([self._id_command(key) for key in owned], tolerate_errors=True)
+            ids = [self.encoding.parse_id(reply) for reply in replies]
             return [
                 key for key, record_id in zip(owned, ids, strict=True)
-                if isinstance(record_id, bytes) and record_id.isdigit() and int(record_id) < first_kept_id
+                if record_id is not None and record_id < first_kept_id
             ]
 
         return delete_keys(self.router, keys.dedup_scan_pattern(self.key), choose)
+
+    def _id_command(self, key: bytes) -> Command:
+        command = self.encoding.id_command(key)
+        if command is None:  # make_writer refuses such a type with a refresh that deletes
+            raise ValueError(f"cache type '{self.encoding.name}' stores no record id")
+        return command

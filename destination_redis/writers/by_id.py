@@ -1,0 +1,85 @@
+"""Addressing by id: counter `K`, one key per record at `K:<id>` (append and overwrite).
+
+Ids are reserved per batch with one INCRBY (IdCounter, itself safe to retry) before the batch is
+written, so a batch that is retried after a lost connection rewrites the same keys instead of
+duplicating records. The value at each key is the Encoding's.
+"""
+
+from __future__ import annotations
+
+from destination_redis import keys
+from destination_redis.catalog import Stream
+from destination_redis.commands import Command
+from destination_redis.keyspace import delete_keys, delete_named
+from destination_redis.topology.router import Router
+from destination_redis.writers.base import StreamWriter
+from destination_redis.writers.encoding import Encoding
+from destination_redis.writers.ids import IdCounter
+
+
+class IdWriter(StreamWriter):
+    def __init__(
+        self, stream: Stream, router: Router, encoding: Encoding, ttl_seconds: int | None = None,
+        key_prefix: str = "",
+    ) -> None:
+        super().__init__(stream, router, ttl_seconds, key_prefix)
+        self.encoding = encoding
+        self._pack = encoding.packer(self.key, ttl_seconds)
+        self._ids = IdCounter(self.key, router)
+        self._emitted: list[int] = []
+        self._data: list[bytes] = []
+
+    def add(self, emitted_at: int, data: bytes) -> None:
+        # The reader has checked that `data` is a JSON object: every encoding can store it.
+        self._emitted.append(emitted_at)
+        self._data.append(data)
+
+    def flush(self) -> int:
+        count = len(self._data)
+        if not count:
+            return 0
+        first_id = self._ids.reserve(count)
+        pack = self._pack
+        parts = [
+            pack(record_id, emitted_at, data)
+            for record_id, emitted_at, data in zip(
+                range(first_id, first_id + count), self._emitted, self._data, strict=True
+            )
+        ]
+        self.router.run_units(
+            parts,
+            2 if self.ttl_seconds else 1,  # the write (+ EXPIRE): one unit per record, one key
+            lambda i: keys.record_key(self.key, first_id + i),
+            lambda i: self._command(first_id, i),
+            want_replies=False,
+        )
+        self._emitted = []
+        self._data = []
+        return count
+
+    def _command(self, first_id: int, index: int) -> Command:
+        """The write of record `index` of the batch being flushed, for error messages."""
+        record_id = first_id + index
+        key = keys.record_key(self.key, record_id)
+        return self.encoding.commands(key, record_id, self._emitted[index], self._data[index])[0]
+
+    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
+        """Old records of a refresh are the ids [floor, first_kept_id): deleted by name when that
+        range is smaller than the database (no SCAN over a big live cache); else, and for the
+        legacy overwrite's "all of them", found by SCAN."""
+        if first_kept_id is not None and first_kept_id - floor <= self.router.dbsize():
+            return delete_named(
+                self.router,
+                (keys.record_key(self.key, record_id) for record_id in range(floor, first_kept_id)),
+            )
+
+        def choose(batch: list[bytes]) -> list[bytes]:
+            prefix_len = len(self.key) + 1
+            return [
+                key for key in batch
+                if keys.is_record_key(self.key, key)
+                and (first_kept_id is None or int(key[prefix_len:]) < first_kept_id)
+            ]
+
+        return delete_keys(self.router, keys.record_scan_pattern(self.key), choose)
+

@@ -1,0 +1,74 @@
+"""How one record's value is stored at its key: the only part that differs between the
+per-record cache types. Where the key comes from (an id from the counter, or the primary key) is
+the addressing's job (by_id.py, by_key.py), so a type is one small Encoding.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+from destination_redis import keys
+from destination_redis.commands import Command, pack_command
+from destination_redis.connection.server import ServerInfo
+from destination_redis.writers.base import RecordError
+
+F_ID = b"_airbyte_ab_id"
+F_EMITTED_AT = b"_airbyte_emitted_at"
+F_DATA = b"_airbyte_data"
+
+# A JSON object's fields as raw JSON: only the top level is decoded, numbers keep their text.
+object_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+# (record_id, emitted_at, data) -> the RESP of the record's write (+ EXPIRE): the hot path.
+Packer = Callable[[int, int, bytes], bytes]
+ProbeUnits = list[list[tuple[Any, ...]]]
+
+
+class Encoding(ABC):
+    """One per-record cache type: the commands that store a record's whole value at a key."""
+
+    name: ClassVar[str]
+
+    def __init__(self, server: ServerInfo) -> None:
+        self.server = server
+
+    @abstractmethod
+    def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
+        """Write the record at `key`, which holds nothing (a new id, or deleted first).
+        `data` is the record's compact JSON object. Raise RecordError if it cannot be stored."""
+
+    def id_command(self, key: bytes) -> Command | None:
+        """The command whose reply is the record id stored at `key` (for the cleanup of old
+        generations of primary-key keys); None when the value does not carry its id."""
+        return None
+
+    def parse_id(self, reply: Any) -> int | None:
+        """The id in `id_command`'s reply; None when the key is not one of ours."""
+        return int(reply) if isinstance(reply, bytes) and reply.isdigit() else None
+
+    @abstractmethod
+    def probe(self, key: str) -> ProbeUnits:
+        """What `check` sends to prove the ACL user may run this type's commands, on `key`."""
+
+    def packer(self, stream_key: bytes, ttl_seconds: int | None) -> Packer:
+        """RESP of one record of the id layout at `K:<id>`: generic packing; hash packs faster."""
+        def pack(record_id: int, emitted_at: int, data: bytes) -> bytes:
+            key = keys.record_key(stream_key, record_id)
+            commands = self.commands(key, record_id, emitted_at, data)
+            if ttl_seconds:
+                commands.append((b"EXPIRE", key, ttl_seconds))
+            return b"".join([pack_command(tuple(command)) for command in commands])
+
+        return pack
+
+
+def record_object(data: bytes) -> dict[str, msgspec.Raw]:
+    """The record's top-level properties, raw; RecordError if `data` is no JSON object."""
+    try:
+        return object_fields(data)
+    except msgspec.DecodeError:
+        raise RecordError("the record's data is not a JSON object") from None
