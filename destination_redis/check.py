@@ -1,6 +1,6 @@
 """`check`: prove that a sync with this config would work, or say which step fails and why.
 
-Steps: SSH tunnel, TCP connect, TLS handshake, AUTH, SELECT, INFO (in `connection.open_target`),
+Steps: SSH tunnel, TCP connect, TLS handshake, AUTH, SELECT, INFO (in `topology.open_router`),
 then PING, and every command a sync of the configured cache type sends, on probe keys that are
 deleted afterwards: proves the write permissions of an ACL user, and names each missing one.
 """

@@ -25,8 +25,7 @@ class Node:
 
     def checkout(self) -> Any:
         """A connection of the pool, connected; give it back with `release`."""
-        conn = self.pool.get_connection()
-        return conn
+        return self.pool.get_connection()
 
     def release(self, conn: Any, healthy: bool) -> None:
         if not healthy:

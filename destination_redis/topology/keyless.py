@@ -28,7 +28,7 @@ class Keyless:
     """Runs one command at a time on a given node, with the router's retry policy."""
 
     def __init__(self, topology: Topology, attempts: int, backoff_s: float, max_backoff_s: float,
-                 refresh: Callable[[], bool]) -> None:
+                 refresh: Callable[[], None]) -> None:
         self.topology = topology
         self._attempts = attempts
         self._backoff_s = backoff_s

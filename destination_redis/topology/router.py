@@ -293,14 +293,12 @@ class Router:
                 total += counts[i]
         return b"".join(chunks), total, drops
 
-    def _refresh(self) -> bool:
-        """Find the nodes again; False (and a warning) if that failed too: the next round retries."""
+    def _refresh(self) -> None:
+        """Find the nodes again; if that fails too, a warning: the next round retries."""
         try:
             self.topology.refresh()
         except ConnectStepError as exc:
             logger.warning(f"Could not find the Redis nodes again yet: {exc.message}")
-            return False
-        return True
 
     # --- keyless commands: every primary (keyless.py) -------------------------------------------
 
