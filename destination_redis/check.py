@@ -14,12 +14,13 @@ from typing import Any
 import hiredis
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
-from destination_redis.config import CacheType, RedisConfig, StandaloneTopology
+from destination_redis import keys
+from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StandaloneTopology
 from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
 from destination_redis.topology import open_router
 from destination_redis.topology.router import Router
-from destination_redis.writers import encoding_of
+from destination_redis.writers import encoding_of, members_of
 from destination_redis.writers.gates import GateError, require
 
 logger = logging.getLogger("airbyte")
@@ -87,15 +88,38 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
         [("HGETALL", meta)],
         [("HDEL", meta, "generation_id")],
     ]
-    for record in probe_keys(config, prefix):
-        encoding = encoding_of(record[1], router.server)
-        units += [*encoding.probe(record[0]), [("EXPIRE", record[0], 60)]]
-        units.append([("MULTI",), ("DEL", record[0]), ("EXEC",)])
+    for key, cache_type in probe_keys(config, prefix):
+        if cache_type in COLLECTION_TYPES:
+            units += _collection_probe(router, config, key, cache_type)
+            continue
+        encoding = encoding_of(cache_type, router.server)
+        units += [*encoding.probe(key), [("EXPIRE", key, 60)]]
+        units.append([("MULTI",), ("DEL", key), ("EXEC",)])
     units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
     if router.server.has_unlink:
         units.append([("UNLINK", f"{prefix}:1")])
     units.append([("DEL", prefix)])
     return units
+
+
+def _collection_probe(
+    router: Router, config: RedisConfig, key: str, cache_type: CacheType
+) -> list[list[tuple[Any, ...]]]:
+    """A collection type's writes on `key`, then the refresh's swap: its staging key (in K's
+    hash slot, led by the key_prefix) RENAMEd over `key`, and EXISTS."""
+    stage = stage_key(config, key)
+    members = members_of(cache_type, router, config.key_prefix)
+    return [
+        *members.probe(stage),
+        [("EXPIRE", stage, 60)],
+        [("EXISTS", stage)],
+        [("RENAME", stage, key)],
+        [("EXPIRE", key, 60)],
+    ]
+
+
+def stage_key(config: RedisConfig, key: str) -> str:
+    return keys.sibling_key(key.encode(), keys.STAGE, config.key_prefix).decode()
 
 
 def probe_keys(config: RedisConfig, prefix: str) -> list[tuple[str, CacheType]]:
@@ -111,27 +135,35 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
     """
     prefix = f"{config.key_prefix}{PROBE_PREFIX}{uuid.uuid4().hex}"
     denied: dict[str, str] = {}  # command -> the server's NOPERM reply
-    for unit in probe_commands(router, config, prefix):
-        if unit[0][0] == "SCAN":
-            primaries = router.topology.primaries()
-            replies = [router.run_on(node, unit[0], tolerate_errors=True) for node in primaries]
-            sent = unit * len(replies)
-        else:
-            replies = router.run(unit, tolerate_errors=True)
-            sent = unit
-        for command, reply in zip(sent, replies, strict=True):
-            if not isinstance(reply, hiredis.ReplyError):
-                continue
-            name = str(command[0])
-            code = error_code(reply)
-            if code == "NOPERM":
-                if name != "EXPIRE" or config.ttl_seconds:  # EXPIRE: only syncs with a TTL
-                    denied.setdefault(name, str(reply))
-            elif code in ("EXECABORT", "ERR") and name == "EXEC":
-                continue  # a denied MULTI or DEL made EXEC fail; that one is reported
+    try:
+        for unit in probe_commands(router, config, prefix):
+            if unit[0][0] == "SCAN":
+                primaries = router.topology.primaries()
+                replies = [router.run_on(node, unit[0], tolerate_errors=True) for node in primaries]
+                sent = unit * len(replies)
             else:
-                raise _write_refused(router, name, code)
-    _cleanup(router, [prefix, f"{prefix}:meta", *(key for key, _ in probe_keys(config, prefix))])
+                replies = router.run(unit, tolerate_errors=True)
+                sent = unit
+            for command, reply in zip(sent, replies, strict=True):
+                if not isinstance(reply, hiredis.ReplyError):
+                    continue
+                name = str(command[0])
+                code = error_code(reply)
+                if code == "NOPERM":
+                    if name != "EXPIRE" or config.ttl_seconds:  # EXPIRE: only syncs with a TTL
+                        denied.setdefault(name, str(reply))
+                elif code in ("EXECABORT", "ERR") and name == "EXEC":
+                    continue  # a denied MULTI or DEL made EXEC fail; that one is reported
+                elif denied:
+                    continue  # e.g. XINFO or RENAME of a key a denied write did not create: reported
+                else:
+                    raise _write_refused(router, name, code)
+    finally:  # also when a refusal ends the probe early
+        probes = probe_keys(config, prefix)
+        extra = [stage_key(config, key) for key, _ in probes] + [
+            keys.sibling_key(key.encode(), keys.BATCHES, config.key_prefix).decode() for key, _ in probes
+        ]
+        _cleanup(router, [prefix, f"{prefix}:meta", *(key for key, _ in probes), *extra])
     if denied:
         raise _denied(router, config, denied)
 
@@ -148,6 +180,8 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
     user = config.username or "default"
     names = sorted(denied)
     probe, streams = f"{config.key_prefix}{PROBE_PREFIX}", f"{config.key_prefix}<namespace>:"
+    # Collections keep a staging key and a batch counter in K's slot: <prefix>{K}:_airbyte_...
+    siblings = f" ~{config.key_prefix}{{*" if config.cache_types & COLLECTION_TYPES else ""
     # The reply says whether the command or the key was refused; the wording differs by version.
     keys_refused = [
         name for name, reply in denied.items() if "key" in reply.lower() and "command" not in reply.lower()
@@ -158,7 +192,7 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
             f"the probe keys '{probe}*' ({', '.join(sorted(keys_refused))} refused: "
             f"{denied[keys_refused[0]]}). The check writes and deletes keys named {probe}<random>, "
             f"and syncs write keys named {streams}<stream>: grant the user these key patterns "
-            f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}*), or ~* .",
+            f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}*{siblings}), or ~* .",
             False,
         )
     grants = " ".join(f"+{n.lower()}" for n in names)

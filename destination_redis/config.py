@@ -96,8 +96,9 @@ Topology = Annotated[
 TunnelMethod = Annotated[NoTunnel | SshKeyTunnel | SshPasswordTunnel, Field(discriminator="tunnel_method")]
 
 
-# The cache types a writer exists for (writers/); collections (list, set, ...) are not offered yet.
-CacheType = Literal["hash", "hash_fields", "json", "string"]
+# The cache types (writers/): one key per record, or the stream's records in one key (collections).
+CacheType = Literal["hash", "hash_fields", "json", "string", "list", "set", "sorted_set", "stream"]
+COLLECTION_TYPES: frozenset[str] = frozenset({"list", "set", "sorted_set", "stream"})
 
 
 class StreamOverride(_Model):
@@ -107,6 +108,7 @@ class StreamOverride(_Model):
     namespace: str | None = None
     cache_type: CacheType | None = None
     ttl_seconds: int | None = Field(None, ge=0)
+    score_field: str | None = Field(None, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class StreamSettings:
 
     cache_type: CacheType
     ttl_seconds: int | None  # None: keys never expire
+    score_field: str | None = None  # sorted_set: the top-level property that scores; None: emitted_at
 
 
 def _empty_to_none(value: Any) -> Any:
@@ -130,6 +133,7 @@ class RedisConfig(_Model):
     db: int = Field(0, ge=0)
     cache_type: CacheType = "hash"
     ttl_seconds: int | None = Field(None, ge=0)
+    score_field: str | None = None
     key_prefix: str = ""
     streams: list[StreamOverride] = []
     ssl: bool = False
@@ -137,7 +141,7 @@ class RedisConfig(_Model):
     tunnel_method: TunnelMethod = NoTunnel()
     topology: Topology = StandaloneTopology()
 
-    _blank_to_none = field_validator("username", "password", mode="before")(_empty_to_none)
+    _blank_to_none = field_validator("username", "password", "score_field", mode="before")(_empty_to_none)
 
     @field_validator("host")
     @classmethod
@@ -147,12 +151,13 @@ class RedisConfig(_Model):
     def settings_for(self, namespace: str, name: str) -> StreamSettings:
         """The stream's cache type and TTL: an override naming its namespace wins over one
         without a namespace, which wins over the top-level settings. ("" is no namespace.)"""
-        cache_type, ttl = self.cache_type, self.ttl_seconds
+        cache_type, ttl, score_field = self.cache_type, self.ttl_seconds, self.score_field
         matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
         for override in sorted(matches, key=lambda o: o.namespace is not None):
             cache_type = override.cache_type or cache_type
             ttl = override.ttl_seconds if override.ttl_seconds is not None else ttl
-        return StreamSettings(cache_type, ttl or None)  # 0 means no TTL
+            score_field = override.score_field or score_field
+        return StreamSettings(cache_type, ttl or None, score_field)  # 0 means no TTL
 
     @property
     def cache_types(self) -> set[CacheType]:

@@ -36,7 +36,9 @@ COMPLETE = b"complete"
 
 
 class Generations:
-    def __init__(self, stream: Stream, stream_key: bytes, meta_key: bytes, router: Router) -> None:
+    def __init__(self, stream: Stream, stream_key: bytes | None, meta_key: bytes, router: Router) -> None:
+        """`stream_key`: the id counter; None for the collection types, which have no ids (their
+        refresh swaps a staged key in instead of deleting old ids)."""
         if stream.generation_id is None:
             raise ValueError("Generations need a catalog with generation_id")
         self.stream = stream
@@ -45,11 +47,18 @@ class Generations:
         self.meta_key = meta_key
         self.router = router
         self.first_id = 0
+        # How begin() found the generation: continued (a retried attempt, or a completed one run
+        # again by append), and whether it was still running (a retried attempt).
+        self.continued = False
+        self.was_running = False
         self._start_fields: list[bytes] = []  # the meta's start:<g> fields, as old_range read them
 
     def begin(self) -> None:
         """Decide where this sync's ids start, and mark the generation as running."""
-        meta_reply, counter = self.router.run([(b"HGETALL", self.meta_key), (b"GET", self.counter_key)])
+        commands: list[tuple[bytes, ...]] = [(b"HGETALL", self.meta_key)]
+        if self.counter_key is not None:
+            commands.append((b"GET", self.counter_key))
+        meta_reply, counter = [*self.router.run(commands), None][:2]
         meta = _pairs(meta_reply)
         start_field = START_PREFIX + b"%d" % self.generation
         known = meta.get(F_GENERATION) == b"%d" % self.generation and start_field in meta
@@ -59,10 +68,12 @@ class Generations:
             # completed: PyAirbyte sends generation 1 on every run, and an incremental run sends
             # only what changed, so what the generation wrote before stays current data.
             self.first_id = int(meta[start_field])
+            self.continued, self.was_running = True, running
             why = "resuming generation" if running else "generation already completed, continuing"
+            kept = f"records from id {self.first_id}" if self.counter_key is not None else "records"
             logger.info(
-                f"Stream '{self.stream.label}': {why} {self.generation}; records from id "
-                f"{self.first_id} written by earlier syncs of it are kept."
+                f"Stream '{self.stream.label}': {why} {self.generation}; {kept} written by earlier "
+                f"syncs of it are kept."
             )
             if not running:
                 self.router.run([(b"HMSET", self.meta_key, F_STATUS, RUNNING)])
@@ -75,9 +86,8 @@ class Generations:
             (b"HMSET", self.meta_key, F_GENERATION, self.generation, F_STATUS, RUNNING,
              start_field, self.first_id),
         ])
-        logger.info(
-            f"Stream '{self.stream.label}': generation {self.generation} starts at id {self.first_id}."
-        )
+        at = f" at id {self.first_id}" if self.counter_key is not None else ""
+        logger.info(f"Stream '{self.stream.label}': generation {self.generation} starts{at}.")
 
     def old_range(self) -> tuple[int, int] | None:
         """(floor, cutoff): ids in [floor, cutoff) belong to generations older than

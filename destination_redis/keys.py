@@ -7,6 +7,7 @@ SCAN returns is filtered again, so look-alikes such as `K:12:x` or `K:abc` are n
 
 from __future__ import annotations
 
+import binascii
 import re
 
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
@@ -86,3 +87,41 @@ def meta_key(stream: bytes, prefix: str = "") -> bytes:
     `<prefix>_airbyte_meta:<namespace>:<name>`, `stream` being the key without the prefix, so the
     prefix leads every key the connector writes."""
     return prefix.encode() + b"_airbyte_meta:" + stream
+
+
+# Collections: the stream's records in `K` itself; a refresh stages into a sibling key and
+# RENAMEs it over `K`, and a list's batches are counted in another. Redis Cluster runs RENAME and
+# MULTI only within one hash slot, so a sibling hashes like `K` (its hash tag, or `K` inside one).
+
+STAGE = b"_airbyte_stage"
+BATCHES = b"_airbyte_batch"
+
+
+def hash_tag(key: bytes) -> bytes | None:
+    """What Redis Cluster hashes in `key`: between the first `{` and the next `}`, if not empty."""
+    start = key.find(b"{")
+    if start < 0:
+        return None
+    end = key.find(b"}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def sibling_key(stream: bytes, suffix: bytes, prefix: str = "") -> bytes:
+    """A key in the hash slot of `stream`, led by the key_prefix: `<prefix>{K}:<suffix>`
+    (`app:{app:ns:s}:_airbyte_stage`); `K:<suffix>` when K has a hash tag of its own. A name whose
+    braces defeat both gets `K:<suffix>:<n>`, the first n whose slot is K's (found by trying)."""
+    if hash_tag(stream) is not None:
+        return stream + b":" + suffix
+    tagged = prefix.encode() + b"{" + stream + b"}:" + suffix
+    if hash_tag(tagged) == stream:
+        return tagged
+    slot = _slot(stream)
+    n = 0
+    while _slot(candidate := b"%s:%s:%d" % (stream, suffix, n)) != slot:
+        n += 1
+    return candidate
+
+
+def _slot(key: bytes) -> int:
+    tag = hash_tag(key)
+    return binascii.crc_hqx(key if tag is None else tag, 0) % 16384

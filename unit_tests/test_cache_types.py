@@ -6,7 +6,7 @@ import pytest
 
 from destination_redis.config import RedisConfig
 from destination_redis.connection.server import ServerInfo
-from destination_redis.writers import ENCODINGS, encoding_of
+from destination_redis.writers import ENCODINGS, MEMBERS, encoding_of
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.json import JsonEncoding
 
@@ -16,7 +16,7 @@ OLD = ServerInfo(version=(3, 2, 6), mode="standalone")
 
 def test_every_offered_cache_type_has_an_encoding() -> None:
     offered = set(RedisConfig.model_json_schema()["properties"]["cache_type"]["enum"])
-    assert offered == set(ENCODINGS)
+    assert offered == set(ENCODINGS) | set(MEMBERS)
 
 
 def test_hash_fields_one_field_per_property_nulls_skipped_strings_as_text() -> None:

@@ -353,9 +353,10 @@ def test_unknown_keys_are_accepted_by_both() -> None:
         {"host": "h", "port": 0},
         {"host": "h", "port": 65536},
         {"host": "h", "db": -1},
-        {"host": "h", "cache_type": "list"},
+        {"host": "h", "cache_type": "queue"},
         {"host": "h", "streams": [{"namespace": "n"}]},
-        {"host": "h", "streams": [{"name": "s", "cache_type": "stream"}]},
+        {"host": "h", "streams": [{"name": "s", "cache_type": "queue"}]},
+        {"host": "h", "streams": [{"name": "s", "score_field": ""}]},
         {"host": "h", "streams": [{"name": "s", "ttl_seconds": -1}]},
         {"host": "h", "ssl_mode": {"mode": "prefer"}},
         {

@@ -1,24 +1,36 @@
-"""The per-record cache types: an addressing (by_id: `K:<id>`; by_key: `K:<pk>` for
-append_dedup) combined with an encoding of the value (hash, hash_fields, json, string). The
-collection types (list, set, sorted_set, stream) will be a third addressing, one key `K`."""
+"""The cache types. Per-record types: an addressing (by_id: `K:<id>`; by_key: `K:<pk>` for
+append_dedup) combined with an encoding of the value (hash, hash_fields, json, string).
+Collection types: the third addressing, one key `K` (collection.py), combined with how records
+become its members (list_type, set_type, sorted_set, stream: "list.py" and "set.py" would
+shadow the builtins inside this package)."""
 
+from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.config import CacheType, RedisConfig
+from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StreamSettings
 from destination_redis.connection.server import ServerInfo
 from destination_redis.errors import config_error
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.by_id import IdWriter
 from destination_redis.writers.by_key import KeyWriter
+from destination_redis.writers.collection import CollectionWriter
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.gates import GateError, require
 from destination_redis.writers.hash import HashEncoding
 from destination_redis.writers.hash_fields import HashFieldsEncoding
 from destination_redis.writers.json import JsonEncoding
+from destination_redis.writers.list_type import ListMembers
+from destination_redis.writers.members import Members
+from destination_redis.writers.set_type import SetMembers
+from destination_redis.writers.sorted_set import SortedSetMembers
+from destination_redis.writers.stream import StreamMembers
 from destination_redis.writers.string import StringEncoding
 
 ENCODINGS: dict[str, type[Encoding]] = {
     e.name: e for e in (HashEncoding, HashFieldsEncoding, JsonEncoding, StringEncoding)
+}
+MEMBERS: dict[str, type[Members]] = {
+    m.name: m for m in (ListMembers, SetMembers, SortedSetMembers, StreamMembers)
 }
 
 
@@ -31,29 +43,46 @@ def make_writers(config: RedisConfig, streams: list[Stream], router: Router) -> 
     cache type cannot be synced as asked on this server."""
     chosen = {stream: config.settings_for(stream.namespace, stream.name) for stream in streams}
     for stream, settings in chosen.items():
-        _refuse_unsupported(stream, settings.cache_type)
+        _refuse_unsupported(stream, settings)
     try:
         require(router, {settings.cache_type for settings in chosen.values()})
     except GateError as exc:
         raise config_error(str(exc)) from None
     return {
-        stream: make_writer(stream, router, settings.cache_type, settings.ttl_seconds, config.key_prefix)
+        stream: make_writer(
+            stream, router, settings.cache_type, settings.ttl_seconds, config.key_prefix, settings.score_field
+        )
         for stream, settings in chosen.items()
     }
 
 
 def make_writer(
     stream: Stream, router: Router, cache_type: CacheType = "hash", ttl_seconds: int | None = None,
-    key_prefix: str = "",
+    key_prefix: str = "", score_field: str | None = None,
 ) -> StreamWriter:
+    if cache_type in MEMBERS:
+        key = keys.stream_key(stream.namespace, stream.name, key_prefix)
+        members = MEMBERS[cache_type](router, key, key_prefix, score_field)
+        return CollectionWriter(stream, router, members, ttl_seconds, key_prefix)
     encoding = encoding_of(cache_type, router.server)
     addressing = KeyWriter if stream.sync_mode == "append_dedup" else IdWriter
     return addressing(stream, router, encoding, ttl_seconds, key_prefix)
 
 
-def _refuse_unsupported(stream: Stream, cache_type: CacheType) -> None:
-    """`string` + append_dedup + a refresh that deletes: a SET value carries no record id, so the
-    keys older generations wrote cannot be told from current ones (see string.py)."""
+def members_of(cache_type: CacheType, router: Router, key_prefix: str = "") -> Members:
+    """A collection type's Members, for check's probes."""
+    return MEMBERS[cache_type](router, b"", key_prefix)
+
+
+def _refuse_unsupported(stream: Stream, settings: StreamSettings) -> None:
+    """What a cache type cannot do, refused before anything is written:
+    - a collection with append_dedup (its members have no key to replace), or with an append
+      that would remove some generations and keep others (its members carry no generation);
+    - `string` + append_dedup + a refresh that deletes: a SET value carries no record id, so the
+      keys older generations wrote cannot be told from current ones (see string.py)."""
+    cache_type = settings.cache_type
+    if cache_type in COLLECTION_TYPES:
+        _refuse_for_collection(stream, cache_type)
     if cache_type == "string" and stream.sync_mode == "append_dedup" and stream.oldest_kept_generation > 0:
         raise config_error(
             f"Stream '{stream.label}': cache_type 'string' cannot take append_dedup with a refresh "
@@ -64,4 +93,26 @@ def _refuse_unsupported(stream: Stream, cache_type: CacheType) -> None:
         )
 
 
-__all__ = ["ENCODINGS", "IdWriter", "KeyWriter", "RecordError", "StreamWriter", "encoding_of", "make_writers"]
+def _refuse_for_collection(stream: Stream, cache_type: CacheType) -> None:
+    if stream.sync_mode == "append_dedup":
+        raise config_error(
+            f"Stream '{stream.label}': cache_type '{cache_type}' cannot take append_dedup: the "
+            f"stream's records are members of one key, with no key per primary key to replace or "
+            f"delete. Sync it with append or overwrite, or give it a per-record cache type (hash, "
+            f"hash_fields, json, string) with a `streams` override."
+        )
+    oldest = stream.oldest_kept_generation
+    if stream.sync_mode == "append" and stream.tracks_generations and 0 < oldest != stream.generation_id:
+        raise config_error(
+            f"Stream '{stream.label}': cache_type '{cache_type}' cannot keep generations "
+            f"{oldest} to {stream.generation_id} and remove older ones (minimum_generation_id "
+            f"{stream.minimum_generation_id}): the members of one key carry no generation. A "
+            f"refresh that replaces the stream (overwrite) or one that keeps everything "
+            f"(minimum_generation_id 0) works; or use a per-record cache type for this stream."
+        )
+
+
+__all__ = [
+    "ENCODINGS", "MEMBERS", "IdWriter", "KeyWriter", "RecordError", "StreamWriter", "encoding_of",
+    "make_writers", "members_of",
+]

@@ -1,7 +1,7 @@
 """The small interface every cache type implements; the loader knows nothing else of Redis.
 
-Concrete writers are an addressing (by_id.py: `K:<id>`; by_key.py: `K:<pk>`; collections, when
-they come, one key `K`) combined with an encoding of the value (encoding.py and one module per
+Concrete writers are an addressing (by_id.py: `K:<id>`; by_key.py: `K:<pk>`; collection.py: one
+key `K`) combined with an encoding of the value (encoding.py and one module per
 type). The base class owns what is the same for every layout: the stream key and counter, the
 up-front clear of a legacy overwrite, and the generation bookkeeping of refresh-aware catalogs.
 A layout implements buffering and writing (`add`, `flush`) and its two deletions.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
@@ -27,6 +28,8 @@ class RecordError(Exception):
 class StreamWriter(ABC):
     """Owns one stream's keys: prepares them, buffers records, writes them on flush."""
 
+    has_counter: ClassVar[bool] = True  # whether `K` is the stream's id counter (not for collections)
+
     def __init__(
         self, stream: Stream, router: Router, ttl_seconds: int | None = None, key_prefix: str = ""
     ) -> None:
@@ -35,7 +38,8 @@ class StreamWriter(ABC):
         self.ttl_seconds = ttl_seconds
         self.key = keys.stream_key(stream.namespace, stream.name, key_prefix)  # also the id counter
         meta = keys.meta_key(keys.stream_key(stream.namespace, stream.name), key_prefix)
-        self.generations = Generations(stream, self.key, meta, router) if stream.tracks_generations else None
+        counter = self.key if self.has_counter else None
+        self.generations = Generations(stream, counter, meta, router) if stream.tracks_generations else None
 
     def start(self) -> None:
         """Runs once before any record of the sync."""

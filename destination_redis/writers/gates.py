@@ -17,6 +17,12 @@ class GateError(Exception):
 
 def require(router: Router, cache_types: Iterable[str]) -> None:
     """Raise GateError if a chosen cache type cannot run on every primary."""
+    if "stream" in cache_types and router.server.version < (5, 0, 0):
+        raise GateError(
+            f"cache_type 'stream' needs Redis 5.0 or later (XADD); this server is "
+            f"{router.server.label}. Upgrade the server, or choose another cache type (list keeps "
+            f"records in order too)."
+        )
     if "json" in cache_types:
         for node in router.topology.primaries():
             if has_json_module(router, node) is False:
