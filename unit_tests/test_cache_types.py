@@ -7,8 +7,12 @@ import pytest
 from destination_redis.config import RedisConfig
 from destination_redis.connection.server import ServerInfo
 from destination_redis.writers import ENCODINGS, MEMBERS, encoding_of
+from destination_redis.writers.base import RecordError
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.json import JsonEncoding
+from destination_redis.writers.list_type import ListMembers
+from destination_redis.writers.set_type import SetMembers
+from destination_redis.writers.sorted_set import SortedSetMembers
 
 SERVER = ServerInfo(version=(7, 0, 15), mode="standalone")
 OLD = ServerInfo(version=(3, 2, 6), mode="standalone")
@@ -110,3 +114,55 @@ def test_hash_fast_packer_is_the_generic_packing(ttl: int | None, server: Server
     generic = Encoding.packer(encoding, b"ns:50%off", ttl)
     for record_id, data in [(1, b"{}"), (123456, '{"a":"Zoë"}'.encode())]:
         assert fast(record_id, 1700000000000, data) == generic(record_id, 1700000000000, data)
+
+
+class _NoRedis:
+    """Members need a router only to talk to Redis; these cases never do."""
+
+    server = SERVER
+
+
+def _scores(score_field: str | None, *data: bytes) -> list[object]:
+    members = SortedSetMembers(_NoRedis(), b"K", "", score_field)  # type: ignore[arg-type]
+    return [members.member(7, d)[0] for d in data]
+
+
+def test_sorted_set_scores_by_emitted_at_or_by_a_numeric_score_field() -> None:
+    assert _scores(None, b'{"p":1}') == [7]
+    assert _scores("p", b'{"p":12}', b'{"p":-1.5e3}', b'{"p":123456789012345678901234567890}') == [
+        b"12.0", b"-1500.0", b"1.2345678901234568e+29",
+    ]
+    assert _scores("p", b'{"p":1e999}') == [b"inf"]  # Redis takes inf as a score
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b'{"q":1}', "missing or null"),
+        (b'{"p":null}', "missing or null"),
+        (b'{"p":"12"}', "a string"),
+        (b'{"p":true}', "a boolean"),
+        (b'{"p":{"a":1}}', "an object"),
+        (b'{"p":[1]}', "an array"),
+    ],
+)
+def test_sorted_set_refuses_a_record_without_a_numeric_score(data: bytes, kind: str) -> None:
+    with pytest.raises(RecordError) as refused:
+        _scores("p", data)
+    assert str(refused.value) == (
+        f"cache_type 'sorted_set' scores records by 'p' (score_field), and this record's 'p' is "
+        f"{kind}, not a number"
+    )
+
+
+def test_collection_batches_are_chunked_commands_on_the_target_key() -> None:
+    data = [b'{"i":%d}' % i for i in range(2500)]
+    router: object = _NoRedis()
+    set_commands = SetMembers(router, b"K", "").commands(b"S", [0] * 2500, data)  # type: ignore[arg-type]
+    assert [len(c) - 2 for c in set_commands] == [1000, 1000, 500]
+    assert all(c[:2] == (b"SADD", b"S") for c in set_commands)
+    assert [m for c in set_commands for m in c[2:]] == data
+    zadd = SortedSetMembers(router, b"K", "").commands(b"Z", [], [(5, b"a"), (6, b"b")])  # type: ignore[arg-type]
+    assert zadd == [(b"ZADD", b"Z", 5, b"a", 6, b"b")]
+    rpush = ListMembers(router, b"app:ns:s", "app:").commands(b"L", [], data[:2])
+    assert rpush == [(b"RPUSH", b"L", *data[:2])]

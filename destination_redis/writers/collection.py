@@ -92,6 +92,7 @@ class CollectionWriter(StreamWriter):
             return
         if self.target == self.stage:
             self._swap()
+        self.generations.old_range()  # read only so that finish forgets older generations' fields
         self.generations.finish(None)
 
     def _swap(self) -> None:
