@@ -72,17 +72,22 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
     """Each command a sync of the configured cache types may send, on probe keys shaped like
     their keys, in the units the router sends (a MULTI .. EXEC is one unit).
 
-    `prefix` plays the stream key: the counter (INCRBY, GET), the generation bookkeeping (a hash:
-    HMSET, HGETALL, HDEL), then per cache type a record key `prefix:<n>` written the way that type
-    writes (writers/<type>.py `probe`, e.g. HSET, or HMSET before Redis 4.0; JSON.SET; SET) and
-    read back for its id, EXPIRE, the atomic replace (MULTI/DEL/EXEC), SCAN (on every primary)
-    and UNLINK (from 4.0) or DEL. Kept in step with the writers through their encodings.
+    `prefix` plays the stream key: the counter (INCRBY, GET; per-record types only), the
+    generation bookkeeping (a hash: HMSET, HGETALL, HDEL), then per cache type a record key
+    `prefix:<n>` written the way that type writes (writers/<type>.py `probe`, e.g. HSET, or HMSET
+    before Redis 4.0; JSON.SET; SET) and read back for its id, EXPIRE, the atomic replace
+    (MULTI/DEL/EXEC); for a collection type its members' commands and the refresh's swap
+    (`_collection_probe`); SCAN on every primary (per-record types), and UNLINK (from 4.0) or
+    DEL. Kept in step with the writers through their encodings and members.
     """
     meta = f"{prefix}:meta"
+    per_record = bool(config.cache_types - COLLECTION_TYPES)  # collections have no counter, no SCAN
     units: list[list[tuple[Any, ...]]] = [
         [("INCRBY", prefix, 1)],
         [("GET", prefix)],
         [("EXPIRE", prefix, 60)],  # also the safety net should the deletes below be refused
+    ] if per_record else []
+    units += [
         [("HMSET", meta, "generation_id", "1")],
         [("EXPIRE", meta, 60)],
         [("HGETALL", meta)],
@@ -95,7 +100,8 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
         encoding = encoding_of(cache_type, router.server)
         units += [*encoding.probe(key), [("EXPIRE", key, 60)]]
         units.append([("MULTI",), ("DEL", key), ("EXEC",)])
-    units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
+    if per_record:
+        units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
     if router.server.has_unlink:
         units.append([("UNLINK", f"{prefix}:1")])
     units.append([("DEL", prefix)])
