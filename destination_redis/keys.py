@@ -109,8 +109,11 @@ def hash_tag(key: bytes) -> bytes | None:
 def sibling_key(stream: bytes, suffix: bytes, prefix: str = "") -> bytes:
     """A key in the hash slot of `stream`, led by the key_prefix: `<prefix>{K}:<suffix>`
     (`app:{app:ns:s}:_airbyte_stage`); `K:<suffix>` when K has a hash tag of its own. A name whose
-    braces defeat both gets `K:<suffix>:<n>`, the first n whose slot is K's (found by trying)."""
-    if hash_tag(stream) is not None:
+    braces defeat both gets `K:<suffix>:<n>`, the first n whose slot is K's (found by trying).
+
+    A K with its own tag that ends in `}` gets the numbered form too (n = 0: its tag is kept):
+    `{:a}` (namespace `{`, stream `a}`) would otherwise share `{:a}:_airbyte_stage` with `:a`."""
+    if hash_tag(stream) is not None and not stream.endswith(b"}"):
         return stream + b":" + suffix
     tagged = prefix.encode() + b"{" + stream + b"}:" + suffix
     if hash_tag(tagged) == stream:

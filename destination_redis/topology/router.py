@@ -140,6 +140,12 @@ class Router:
                 break
             unsure = unsure or lost
             if attempt == self._attempts:
+                if lost and not self.topology.follows_failover:
+                    failure = transient_error(
+                        f"{failure.message}; the connection was lost {self._attempts} times in a "
+                        f"row. Check the server's health and the network, then retry the sync.",
+                        internal=failure.internal_message,
+                    )
                 raise failure from None
             redirected = 0 if wait else redirected + 1
             # A redirect is followed at once; redirects that keep coming (slot maps that disagree
@@ -261,12 +267,6 @@ class Router:
                     done[i] = got
                 else:
                     raise reply_error(error, describe(i), node.where)
-        if lost and not self.topology.follows_failover and failure is not None:
-            failure = transient_error(
-                f"{failure.message}; the connection was lost {self._attempts} times in a row. "
-                f"Check the server's health and the network, then retry the sync.",
-                internal=failure.internal_message,
-            )
         return lost, retry, wait, failure
 
     def _share(
