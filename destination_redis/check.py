@@ -80,7 +80,7 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
     (`_collection_probe`); SCAN on every primary (per-record types), and UNLINK (from 4.0) or
     DEL. Kept in step with the writers through their encodings and members.
     """
-    meta = f"{prefix}:meta"
+    meta = probe_meta_key(config, prefix)
     per_record = bool(config.cache_types - COLLECTION_TYPES)  # collections have no counter, no SCAN
     units: list[list[tuple[Any, ...]]] = [
         [("INCRBY", prefix, 1)],
@@ -122,6 +122,12 @@ def _collection_probe(
         [("RENAME", stage, key)],
         [("EXPIRE", key, 60)],
     ]
+
+
+def probe_meta_key(config: RedisConfig, prefix: str) -> str:
+    """Shaped like a stream's generation bookkeeping, `<key_prefix>_airbyte_meta:<K>` (keys.meta_key),
+    so that an ACL key pattern refusing those is found by check rather than by the first refresh."""
+    return keys.meta_key(prefix[len(config.key_prefix):].encode(), config.key_prefix).decode()
 
 
 def stage_key(config: RedisConfig, key: str) -> str:
@@ -169,7 +175,7 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
         extra = [stage_key(config, key) for key, _ in probes] + [
             keys.sibling_key(key.encode(), keys.BATCHES, config.key_prefix).decode() for key, _ in probes
         ]
-        _cleanup(router, [prefix, f"{prefix}:meta", *(key for key, _ in probes), *extra])
+        _cleanup(router, [prefix, probe_meta_key(config, prefix), *(key for key, _ in probes), *extra])
     if denied:
         raise _denied(router, config, denied)
 
@@ -186,6 +192,7 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
     user = config.username or "default"
     names = sorted(denied)
     probe, streams = f"{config.key_prefix}{PROBE_PREFIX}", f"{config.key_prefix}<namespace>:"
+    meta = keys.meta_key(b"", config.key_prefix).decode()  # refresh bookkeeping: <prefix>_airbyte_meta:
     # Collections keep a staging key and a batch counter in K's slot: <prefix>{K}:_airbyte_...
     siblings = f" ~{config.key_prefix}{{*" if config.cache_types & COLLECTION_TYPES else ""
     # The reply says whether the command or the key was refused; the wording differs by version.
@@ -197,8 +204,9 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
             f"Write permission check failed at {router.where}: the ACL user '{user}' may not access "
             f"the probe keys '{probe}*' ({', '.join(sorted(keys_refused))} refused: "
             f"{denied[keys_refused[0]]}). The check writes and deletes keys named {probe}<random>, "
-            f"and syncs write keys named {streams}<stream>: grant the user these key patterns "
-            f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}*{siblings}), or ~* .",
+            f"and syncs write keys named {streams}<stream> (and {meta}<namespace>:<stream> for "
+            f"refreshes): grant the user these key patterns "
+            f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}* ~{meta}*{siblings}), or ~* .",
             False,
         )
     grants = " ".join(f"+{n.lower()}" for n in names)

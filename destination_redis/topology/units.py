@@ -75,11 +75,16 @@ def main_command(unit: list[Command]) -> Command:
     return next((cmd for cmd in unit if len(cmd) > 1), unit[0])
 
 
+# Commands whose key is not their first argument: a subcommand comes first (XINFO STREAM <key>).
+KEY_POSITION = {b"XINFO": 2, b"OBJECT": 2, b"MEMORY": 2}
+
+
 def unit_key(unit: list[Command]) -> bytes:
     main = main_command(unit)
-    if len(main) < 2:
+    position = KEY_POSITION.get(command_name(main), 1)
+    if len(main) <= position:
         return b""
-    key = main[1]
+    key = main[position]
     return key if isinstance(key, bytes) else str(key).encode()
 
 
