@@ -114,7 +114,7 @@ def _collection_probe(
     """A collection type's writes on `key`, then the refresh's swap: its staging key (in K's
     hash slot, led by the key_prefix) RENAMEd over `key`, and EXISTS."""
     stage = stage_key(config, key)
-    members = members_of(cache_type, router, config.key_prefix)
+    members = members_of(cache_type, router, key.encode(), config.key_prefix)
     return [
         *members.probe(stage),
         [("EXPIRE", stage, 60)],

@@ -69,9 +69,9 @@ def make_writer(
     return addressing(stream, router, encoding, ttl_seconds, key_prefix)
 
 
-def members_of(cache_type: CacheType, router: Router, key_prefix: str = "") -> Members:
-    """A collection type's Members, for check's probes."""
-    return MEMBERS[cache_type](router, b"", key_prefix)
+def members_of(cache_type: CacheType, router: Router, stream_key: bytes, key_prefix: str = "") -> Members:
+    """A collection type's Members for `stream_key` (check's probe key plays the stream key)."""
+    return MEMBERS[cache_type](router, stream_key, key_prefix)
 
 
 def _refuse_unsupported(stream: Stream, settings: StreamSettings) -> None:

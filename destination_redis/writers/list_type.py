@@ -49,7 +49,7 @@ class ListMembers(Members):
         return int(value) if value is not None and value.isdigit() else 0
 
     def probe(self, key: str) -> ProbeUnits:
-        counter = keys.sibling_key(key.encode(), keys.BATCHES, self.key_prefix).decode()
+        counter = self.counter.decode()  # the stream key's batch counter, as a sync uses it
         return [
             [("GET", counter)],
             [("MULTI",), ("RPUSH", key, "{}"), ("INCR", counter), ("EXEC",)],
