@@ -5,14 +5,19 @@ A STATE is released only after every record received before it has been acknowle
 bounded by the batch limits, not by the size of the input. A stream is complete when a TRACE
 STREAM_STATUS COMPLETE arrives for it, or, when the source sends no statuses at all, at the end
 of input; only then may a refresh remove older generations.
+
+Batches are written by one I/O thread while the next records are read (inflight.py): the loader
+drains it before every STATE, stream completion and at the end, so the contract above holds.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from destination_redis.catalog import Stream, StreamResolver
+from destination_redis.inflight import InFlight
 from destination_redis.messages import (
     InputError,
     Record,
@@ -21,6 +26,7 @@ from destination_redis.messages import (
     StreamStatus,
     read_messages,
 )
+from destination_redis.progress import Progress
 from destination_redis.writers import RecordError, StreamWriter
 
 logger = logging.getLogger("airbyte")
@@ -32,10 +38,11 @@ BATCH_BYTES = 16 * 1024 * 1024
 class _Lane:
     """One stream's writer and its records since the stream's last STATE (for recordCount)."""
 
-    __slots__ = ("completed", "since_state", "writer")
+    __slots__ = ("add", "completed", "since_state", "writer")
 
     def __init__(self, writer: StreamWriter) -> None:
         self.writer = writer
+        self.add = writer.add  # bound once: called per record
         self.since_state = 0
         self.completed = False
 
@@ -56,12 +63,23 @@ class Loader:
         self._since_global_state = 0
         self._statuses_seen = False
         self.records_written = 0
+        self.progress = Progress()
 
     def run(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         """Yield each STATE line to emit, once its records are in Redis; the caller emits it at once."""
         for lane in self._lanes.values():
             lane.writer.start()
+        with InFlight() as inflight:
+            yield from self._load(lines, inflight)
+        if not self._statuses_seen:  # a source without statuses: the end of input completes all
+            for lane in self._lanes.values():
+                self._complete_lane(lane)
+        logger.info(self.progress.summary())
+
+    def _load(self, lines: Iterable[bytes], inflight: InFlight) -> Iterator[bytes]:
+        """The hot loop: every name it uses per record is a local."""
         routes = self._routes
+        batch_records, batch_bytes = self._batch_records, self._batch_bytes
         buffered = buffered_bytes = 0
         try:
             for number, message, data, parsed in read_messages(lines):
@@ -69,33 +87,33 @@ class Loader:
                 if record is not None and message.type == "RECORD":
                     lane = routes.get((record.namespace, record.stream)) or self._route(record, number)
                     try:
-                        lane.writer.add(record.emitted_at, data)
+                        lane.add(record.emitted_at, data)
                     except RecordError as exc:
                         raise RefusedLine(number, f"{exc}.") from None
                     lane.since_state += 1
                     buffered += 1
                     buffered_bytes += len(data)
-                    if buffered >= self._batch_records or buffered_bytes >= self._batch_bytes:
-                        self._flush()
+                    if buffered >= batch_records or buffered_bytes >= batch_bytes:
+                        self._flush(inflight, buffered_bytes)
                         buffered = buffered_bytes = 0
                 elif isinstance(parsed, StateMessage):
-                    self._flush()
+                    self._flush(inflight, buffered_bytes)
+                    inflight.drain()
                     buffered = buffered_bytes = 0
                     yield self._count_state(parsed)
                 elif isinstance(parsed, StreamStatus):
                     self._statuses_seen = True
                     if parsed.status == "COMPLETE":
-                        self._flush()
+                        self._flush(inflight, buffered_bytes)
+                        inflight.drain()
                         buffered = buffered_bytes = 0
                         self._complete(parsed.namespace, parsed.name)
         except InputError as exc:
-            self._flush()  # nothing before the bad line is lost
+            self._flush(inflight, buffered_bytes)  # nothing before the bad line is lost
+            inflight.drain()
             raise exc.as_traced() from None
-        self._flush()
-        if not self._statuses_seen:  # a source without statuses: the end of input completes all
-            for lane in self._lanes.values():
-                self._complete_lane(lane)
-        logger.info(f"Wrote {self.records_written} records.")
+        self._flush(inflight, buffered_bytes)
+        inflight.drain()
 
     def _route(self, record: Record, number: int) -> _Lane:
         stream = self._resolver.find(record.namespace, record.stream)
@@ -105,11 +123,23 @@ class Loader:
         self._routes[(record.namespace, record.stream)] = lane
         return lane
 
-    def _flush(self) -> None:
+    def _flush(self, inflight: InFlight, nbytes: int) -> None:
+        """Hand every stream's buffered records (`nbytes` of data in all) to the I/O thread,
+        one job in flight at a time."""
         for lane in self._lanes.values():
-            written = lane.writer.flush()
-            self.records_written += written
-            self._since_global_state += written
+            written, job = lane.writer.take()
+            if job is not None:
+                inflight.submit(job, partial(self._acknowledged, lane.writer.stream.label, written, nbytes))
+                nbytes = 0
+                self.records_written += written
+                self._since_global_state += written
+
+    def _acknowledged(self, label: str, count: int, nbytes: int) -> None:
+        """Redis acknowledged a batch: count it, and log progress if a line is due."""
+        self.progress.written({label: count}, nbytes)
+        line = self.progress.due()
+        if line is not None:
+            logger.info(line)
 
     def _complete(self, namespace: str | None, name: str) -> None:
         stream = self._resolver.find(namespace, name)

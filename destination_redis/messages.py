@@ -87,7 +87,8 @@ def read_messages(
     for number, line in enumerate(lines, 1):
         if not line.isascii():
             _check_utf8(number, line)
-        if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        # A line this short cannot nest deeper than MAX_DEPTH: its brackets are not even counted.
+        if len(line) > MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
             _check_depth(number, line)
         try:
             message = decode(line)
@@ -146,7 +147,11 @@ def compact_json(raw: msgspec.Raw | bytes) -> bytes:
     A text-level rewrite, never a decode/encode round trip, so every number keeps the exact
     digits the source wrote (`1.50`, `1E5`, integers beyond 64 bits).
     """
-    text = msgspec.json.format(raw, indent=-1)
+    text = bytes(raw)
+    # JSON that msgspec has validated and that holds no whitespace byte at all (not even inside
+    # a string) is compact already: most sources send it so. Else msgspec rewrites it.
+    if b" " in text or b"\n" in text or b"\t" in text or b"\r" in text:
+        text = msgspec.json.format(text, indent=-1)
     if b"\\u" in text:
         text = _ESCAPE.sub(_unescape, text)
     return text

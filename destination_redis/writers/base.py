@@ -4,13 +4,19 @@ Concrete writers are an addressing (by_id.py: `K:<id>`; by_key.py: `K:<pk>`; col
 key `K`) combined with an encoding of the value (encoding.py and one module per
 type). The base class owns what is the same for every layout: the stream key and counter, the
 up-front clear of a legacy overwrite, and the generation bookkeeping of refresh-aware catalogs.
-A layout implements buffering and writing (`add`, `flush`) and its two deletions.
+A layout implements buffering and writing (`add`, `take`) and its two deletions.
+
+`take` hands the buffered records over as a job that writes them: the loader runs jobs on its
+I/O thread, one at a time and in order, while it reads the next records (inflight.py). So a job
+may rely on what the job before it left (the id counter's last value), and nothing but jobs,
+and `start` / `complete` (which run when no job is in flight), talks to Redis.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 from destination_redis import keys
@@ -19,6 +25,9 @@ from destination_redis.generations import Generations
 from destination_redis.topology.router import Router
 
 logger = logging.getLogger("airbyte")
+
+# Writes a batch taken from a writer and waits for Redis to acknowledge it.
+Job = Callable[[], None]
 
 
 class RecordError(Exception):
@@ -70,8 +79,16 @@ class StreamWriter(ABC):
         """Buffer one record (`data`: compact JSON); raise RecordError if it cannot be stored."""
 
     @abstractmethod
+    def take(self) -> tuple[int, Job | None]:
+        """Hand over what is buffered: its record count and the job that writes it (None when
+        nothing is buffered). The buffer is empty afterwards; the job owns the records."""
+
     def flush(self) -> int:
-        """Write what is buffered and wait for Redis to acknowledge it; returns the count."""
+        """Write what is buffered now, in this thread, and wait for it; returns the count."""
+        count, job = self.take()
+        if job is not None:
+            job()
+        return count
 
     @abstractmethod
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:

@@ -7,12 +7,14 @@ duplicating records. The value at each key is the Encoding's.
 
 from __future__ import annotations
 
+from functools import partial
+
 from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys, delete_named
 from destination_redis.topology.router import Router
-from destination_redis.writers.base import StreamWriter
+from destination_redis.writers.base import Job, StreamWriter
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.ids import IdCounter
 
@@ -34,34 +36,33 @@ class IdWriter(StreamWriter):
         self._emitted.append(emitted_at)
         self._data.append(data)
 
-    def flush(self) -> int:
+    def take(self) -> tuple[int, Job | None]:
         count = len(self._data)
         if not count:
-            return 0
+            return 0, None
+        emitted, data = self._emitted, self._data
+        self._emitted, self._data = [], []
+        return count, partial(self._write, emitted, data)
+
+    def _write(self, emitted: list[int], data: list[bytes]) -> None:
+        count = len(data)
         first_id = self._ids.reserve(count)
-        pack = self._pack
-        parts = [
-            pack(record_id, emitted_at, data)
-            for record_id, emitted_at, data in zip(
-                range(first_id, first_id + count), self._emitted, self._data, strict=True
-            )
-        ]
+        parts = list(map(self._pack, range(first_id, first_id + count), emitted, data))
+        record_key = keys.record_key
+        key = self.key
+
+        def describe(index: int) -> Command:  # the write of record `index`, for error messages
+            record_id = first_id + index
+            at = record_key(key, record_id)
+            return self.encoding.commands(at, record_id, emitted[index], data[index])[0]
+
         self.router.run_units(
             parts,
             2 if self.ttl_seconds else 1,  # the write (+ EXPIRE): one unit per record, one key
-            lambda i: keys.record_key(self.key, first_id + i),
-            lambda i: self._command(first_id, i),
+            lambda i: record_key(key, first_id + i),
+            describe,
             want_replies=False,
         )
-        self._emitted = []
-        self._data = []
-        return count
-
-    def _command(self, first_id: int, index: int) -> Command:
-        """The write of record `index` of the batch being flushed, for error messages."""
-        record_id = first_id + index
-        key = keys.record_key(self.key, record_id)
-        return self.encoding.commands(key, record_id, self._emitted[index], self._data[index])[0]
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
         """Old records of a refresh are the ids [floor, first_kept_id): deleted by name when that

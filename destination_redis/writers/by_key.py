@@ -10,6 +10,8 @@ Both run in record order in one pipeline, so a later record for the same key win
 
 from __future__ import annotations
 
+from functools import partial
+
 import msgspec
 
 from destination_redis import keys
@@ -17,7 +19,7 @@ from destination_redis.catalog import Stream
 from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
-from destination_redis.writers.base import RecordError, StreamWriter
+from destination_redis.writers.base import Job, RecordError, StreamWriter
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.encoding import object_fields as _fields
 from destination_redis.writers.ids import IdCounter
@@ -64,12 +66,17 @@ class KeyWriter(StreamWriter):
             return str(msgspec.json.decode(text))
         return text.decode()
 
-    def flush(self) -> int:
+    def take(self) -> tuple[int, Job | None]:
         if not self._ops:
-            return 0
-        next_id = self._ids.reserve(self._upserts) if self._upserts else 0
+            return 0, None
+        ops, upserts = self._ops, self._upserts
+        self._ops, self._upserts = [], 0
+        return len(ops), partial(self._write, ops, upserts)
+
+    def _write(self, ops: list[tuple[bytes, int, bytes] | bytes], upserts: int) -> None:
+        next_id = self._ids.reserve(upserts) if upserts else 0
         commands: list[Command] = []
-        for op in self._ops:
+        for op in ops:
             if isinstance(op, bytes):
                 commands.append((b"DEL", op))
                 continue
@@ -80,10 +87,6 @@ class KeyWriter(StreamWriter):
             commands.append((b"EXEC",))
             next_id += 1
         self.router.run(commands)
-        count = len(self._ops)
-        self._ops = []
-        self._upserts = 0
-        return count
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
         """Keys are named by primary key, so old ones are found by SCAN and their stored ids."""

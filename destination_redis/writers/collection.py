@@ -17,13 +17,14 @@ and keep others cannot be done; make_writers refuses it, and append_dedup, befor
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.keyspace import delete_named
 from destination_redis.topology.router import Router
-from destination_redis.writers.base import StreamWriter
+from destination_redis.writers.base import Job, StreamWriter
 from destination_redis.writers.members import Members
 
 logger = logging.getLogger("airbyte")
@@ -70,11 +71,16 @@ class CollectionWriter(StreamWriter):
         self._members.append(self.members.member(emitted_at, data))
         self._emitted.append(emitted_at)
 
-    def flush(self) -> int:
+    def take(self) -> tuple[int, Job | None]:
         count = len(self._members)
         if not count:
-            return 0
-        commands = self.members.commands(self.target, self._emitted, self._members)
+            return 0, None
+        emitted, members = self._emitted, self._members
+        self._emitted, self._members = [], []
+        return count, partial(self._write, emitted, members)
+
+    def _write(self, emitted: list[int], members: list[Any]) -> None:
+        commands = self.members.commands(self.target, emitted, members)
         guard = self.members.guard(self.target, commands)
         if self.ttl_seconds:
             commands.append((b"EXPIRE", self.target, self.ttl_seconds))
@@ -83,9 +89,6 @@ class CollectionWriter(StreamWriter):
         else:
             self.router.run([(b"MULTI",), *commands, *guard.extra, (b"EXEC",)], applied=guard.applied)
             guard.done()
-        self._emitted = []
-        self._members = []
-        return count
 
     def complete(self) -> None:
         if self.generations is None:
