@@ -29,9 +29,10 @@ class Target:
     def __str__(self) -> str:
         if self.unit == "%":
             shown = f"{self.bound:.0%}"
-        else:
-            shown = f"{self.bound:.1f}" if self.bound == int(self.bound) and not self.unit else f"{self.bound:g}"
-            shown += f" {self.unit}" if self.unit else ""
+        elif self.unit:
+            shown = f"{self.bound:g} {self.unit}"
+        else:  # a ratio: 0.6, 0.35, 1.0
+            shown = f"{self.bound:.2f}".rstrip("0").rstrip(".") if self.bound % 1 else f"{self.bound:.1f}"
         return f"{'>=' if self.at_least else '<='} {shown}"
 
 

@@ -345,8 +345,9 @@ def result_rows(r: Result, n: int) -> list[Row]:
     rate, cli_rate = n / r.seconds, n / r.cli_seconds
     baseline = "the append load of the same records" if r.cli_shared or r.case.mode != "append" \
         or r.case.ttl else "the same commands"
+    wrong = "WRONG DATA (DEBUG DIGEST differs from redis-cli's load); " if r.same is False else ""
     rows = [Row(r.case.row, rate / cli_rate, f"{rate / cli_rate:.2f}",
-                f"{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}); "
+                f"{wrong}{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}); "
                 f"peak RSS {r.rss_mb:.0f} MB")]
     if r.cluster is not None:
         cluster_rate = n / r.cluster[0]
