@@ -44,3 +44,30 @@ def test_pack_hset_matches_hiredis(
     expire = pack_command((b"EXPIRE", b"%s:%d" % (stream_key, record_id), b"3600"))
     packed = pack_record_with_expire(with_expire, len(stream_key) + 1, record_id, emitted_at, data)
     assert packed == expected + expire
+
+
+# pack_at: the dedup layout's packing of a record's write at a key it names itself -------------
+
+from destination_redis.connection.server import ServerInfo  # noqa: E402
+from destination_redis.writers.encoding import Encoding, expire  # noqa: E402
+from destination_redis.writers.hash import HashEncoding  # noqa: E402
+from destination_redis.writers.hash_fields import HashFieldsEncoding  # noqa: E402
+from destination_redis.writers.json import JsonEncoding  # noqa: E402
+from destination_redis.writers.string import StringEncoding  # noqa: E402
+
+
+@pytest.mark.parametrize("encoding_type", [HashEncoding, StringEncoding, HashFieldsEncoding, JsonEncoding])
+@pytest.mark.parametrize("version", [(7, 0, 15), (3, 2, 6)])  # HSET / HMSET
+@pytest.mark.parametrize("key", [b":users:1", "ns:\u00e9 %s:{7}".encode(), b"100%:x"])
+@pytest.mark.parametrize("data", [b"{}", '{"a":"\u00e9\\n","n":1.50,"z":null}'.encode()])
+def test_pack_at_matches_hiredis_packing_of_the_commands(
+    encoding_type: type[Encoding], version: tuple[int, int, int], key: bytes, data: bytes
+) -> None:
+    encoding = encoding_type(ServerInfo(version=version, mode="standalone"))
+    expected = b"".join(pack_command(tuple(c)) for c in encoding.commands(key, 42, 1_700_000_000_000, data))
+    assert encoding.pack_at(key, 42, 1_700_000_000_000, data) == expected
+
+
+@pytest.mark.parametrize("key", [b":users:1", "\u00e9:{x}".encode()])
+def test_expire_matches_hiredis(key: bytes) -> None:
+    assert expire(key, 3600) == pack_command((b"EXPIRE", key, 3600))

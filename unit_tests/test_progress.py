@@ -36,7 +36,8 @@ def test_a_line_with_totals_rate_and_streams_once_due_then_not_again_at_once() -
     progress.written({"shop.users": 50_000}, 1)
     clock.now += 20
     second = progress.due()
-    assert second is not None and "250,000 records written (2,500 records/s over the last 20 s" in second
+    assert second is not None
+    assert "250,000 records written (2,500 records/s over the last 20 s" in second
     assert "'shop.users' 200,000" in second
 
 

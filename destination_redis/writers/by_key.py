@@ -20,11 +20,15 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, RecordError, StreamWriter
-from destination_redis.writers.encoding import Encoding
+from destination_redis.writers.encoding import Encoding, expire
 from destination_redis.writers.encoding import object_fields as _fields
 from destination_redis.writers.ids import IdCounter
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
+
+_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+_DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"
 
 
 class KeyWriter(StreamWriter):
@@ -74,19 +78,41 @@ class KeyWriter(StreamWriter):
         return len(ops), partial(self._write, ops, upserts)
 
     def _write(self, ops: list[tuple[bytes, int, bytes] | bytes], upserts: int) -> None:
+        """One unit per op, packed here (no command tuples): `MULTI; DEL; write; [EXPIRE]; EXEC`,
+        or a DEL; every command of a unit touches its one key."""
         next_id = self._ids.reserve(upserts) if upserts else 0
-        commands: list[Command] = []
+        pack_at = self.encoding.pack_at
+        ttl = self.ttl_seconds
+        upsert_replies = 5 if ttl else 4
+        parts: list[bytes] = []
+        replies: list[int] = []
+        unit_keys: list[bytes] = []
+        ids: list[int] = []
         for op in ops:
             if isinstance(op, bytes):
-                commands.append((b"DEL", op))
+                parts.append(_DEL % (len(op), op))
+                replies.append(1)
+                unit_keys.append(op)
+                ids.append(0)
                 continue
             key, emitted_at, data = op
-            commands += [(b"MULTI",), (b"DEL", key), *self.encoding.commands(key, next_id, emitted_at, data)]
-            if self.ttl_seconds:
-                commands.append((b"EXPIRE", key, self.ttl_seconds))
-            commands.append((b"EXEC",))
+            write = pack_at(key, next_id, emitted_at, data)
+            if ttl:
+                write += expire(key, ttl)
+            parts.append(b"%s%s%s%s" % (_MULTI, _DEL % (len(key), key), write, _EXEC))
+            replies.append(upsert_replies)
+            unit_keys.append(key)
+            ids.append(next_id)
             next_id += 1
-        self.router.run(commands)
+
+        def describe(index: int) -> Command:  # the unit's main command, for error messages
+            op = ops[index]
+            if isinstance(op, bytes):
+                return (b"DEL", op)
+            key, emitted_at, data = op
+            return self.encoding.commands(key, ids[index], emitted_at, data)[0]
+
+        self.router.run_units(parts, replies, unit_keys.__getitem__, describe, want_replies=False)
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
         """Keys are named by primary key, so old ones are found by SCAN and their stored ids."""

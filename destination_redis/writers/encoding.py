@@ -38,8 +38,14 @@ class Encoding(ABC):
 
     @abstractmethod
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
-        """Write the record at `key`, which holds nothing (a new id, or deleted first).
-        `data` is the record's compact JSON object. Raise RecordError if it cannot be stored."""
+        """Write the record at `key`, which holds nothing (a new id, or deleted first): one
+        command (its reply is one of the unit's replies). `data` is the record's compact JSON
+        object. Raise RecordError if it cannot be stored."""
+
+    def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+        """RESP of `commands(...)`: generic packing; types on the hot path pack by hand."""
+        commands = self.commands(key, record_id, emitted_at, data)
+        return b"".join([pack_command(tuple(command)) for command in commands])
 
     def id_command(self, key: bytes) -> Command | None:
         """The command whose reply is the record id stored at `key` (for the cleanup of old
@@ -56,14 +62,21 @@ class Encoding(ABC):
 
     def packer(self, stream_key: bytes, ttl_seconds: int | None) -> Packer:
         """RESP of one record of the id layout at `K:<id>`: generic packing; hash packs faster."""
+        pack_at = self.pack_at
+        record_key = keys.record_key
+
         def pack(record_id: int, emitted_at: int, data: bytes) -> bytes:
-            key = keys.record_key(stream_key, record_id)
-            commands = self.commands(key, record_id, emitted_at, data)
-            if ttl_seconds:
-                commands.append((b"EXPIRE", key, ttl_seconds))
-            return b"".join([pack_command(tuple(command)) for command in commands])
+            key = record_key(stream_key, record_id)
+            packed = pack_at(key, record_id, emitted_at, data)
+            return packed + expire(key, ttl_seconds) if ttl_seconds else packed
 
         return pack
+
+
+def expire(key: bytes, ttl_seconds: int) -> bytes:
+    """RESP of `EXPIRE key ttl`."""
+    ttl = b"%d" % ttl_seconds
+    return b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(ttl), ttl)
 
 
 def record_object(data: bytes) -> dict[str, msgspec.Raw]:

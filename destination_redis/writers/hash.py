@@ -22,6 +22,15 @@ class HashEncoding(Encoding):
     def id_command(self, key: bytes) -> Command:
         return (b"HGET", key, F_ID)
 
+    def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+        verb = self.server.hset_verb
+        id_text = b"%d" % record_id
+        emitted_text = b"%d" % emitted_at
+        return _HSET_AT % (
+            len(verb), verb, len(key), key, len(id_text), id_text, len(emitted_text), emitted_text,
+            len(data), data,
+        )
+
     def probe(self, key: str) -> ProbeUnits:
         return [
             [(self.server.hset_verb.decode(), key, "_airbyte_ab_id", "1", "_airbyte_data", "{}")],
@@ -35,6 +44,12 @@ class HashEncoding(Encoding):
             template += expire_template(stream_key, ttl_seconds)
             return partial(pack_record_with_expire, template, key_len)
         return partial(pack_record, template, key_len)  # partial: cheaper per call than a lambda
+
+
+_HSET_AT = (
+    b"*8\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$14\r\n_airbyte_ab_id\r\n$%d\r\n%s\r\n"
+    b"$19\r\n_airbyte_emitted_at\r\n$%d\r\n%s\r\n$13\r\n_airbyte_data\r\n$%d\r\n%s\r\n"
+)
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:

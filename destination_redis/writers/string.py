@@ -17,5 +17,8 @@ class StringEncoding(Encoding):
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
         return [(b"SET", key, data)]
 
+    def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+        return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(data), data)
+
     def probe(self, key: str) -> ProbeUnits:
         return [[("SET", key, "{}")]]
