@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
-from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
 from destination_redis import keys
 from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StandaloneTopology
@@ -28,7 +28,15 @@ logger = logging.getLogger("airbyte")
 PROBE_PREFIX = "_airbyte_check:"
 
 
-def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
+@dataclass(frozen=True)
+class CheckResult:
+    """What check answers: SUCCEEDED (ok) or FAILED, and the message saying why."""
+
+    ok: bool
+    message: str
+
+
+def run_check(config: RedisConfig) -> CheckResult:
     try:
         # Two attempts: check reports a lost connection now instead of retrying for long.
         with open_router(config, attempts=2) as router:
@@ -45,14 +53,14 @@ def run_check(config: RedisConfig) -> AirbyteConnectionStatus:
                 f"{_types(config)} can be written."
             )
     except ConnectStepError as exc:
-        return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)
+        return CheckResult(False, exc.message)
     except GateError as exc:
-        return AirbyteConnectionStatus(status=Status.FAILED, message=str(exc))
+        return CheckResult(False, str(exc))
     except Exception as exc:
         message = getattr(exc, "message", None) or f"Unexpected {type(exc).__name__} during check."
-        return AirbyteConnectionStatus(status=Status.FAILED, message=str(message))
+        return CheckResult(False, str(message))
     logger.info(message)
-    return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=message)
+    return CheckResult(True, message)
 
 
 def _types(config: RedisConfig) -> str:

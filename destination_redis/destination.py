@@ -1,17 +1,20 @@
-"""DestinationRedis: spec, check and write, wired to the modules that do the work.
+"""DestinationRedis: the CDK's Destination API (spec / check / write) for library callers.
 
-The CDK's own write path parses each line into pydantic-like models (slow, drops unknown state
-fields) and skips lines it cannot parse (loses data silently), so `write` on the command line
-runs our loader on raw stdin bytes instead; the CDK's `write()` API is kept for library callers.
+The command line does not come through here (run.py; the CDK takes over a second to import).
+This class keeps the CDK's API for code that drives the connector as a library, the CDK's
+standard tests among them, and gives it what it always gave: AirbyteConnectionStatus,
+AirbyteMessage states, and AirbyteTracedException for a failure (our own ConnectorError
+converted). The CDK's own write path parses each line into models (slow, drops unknown state
+fields) and skips lines it cannot parse (loses data silently), so `write` here serializes the
+messages and hands them to the same loader as the CLI.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from airbyte_cdk.destinations import Destination
@@ -21,27 +24,28 @@ from airbyte_cdk.models import (
     AirbyteMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
+    FailureType,
     Status,
-    Type,
 )
-from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_redis.catalog import Stream, load_catalog, parse_catalog
+from destination_redis.catalog import parse_catalog
 from destination_redis.check import run_check
-from destination_redis.config import RedisConfig, load_config_file, parse_config
-from destination_redis.loader import Loader
-from destination_redis.topology import open_router
-from destination_redis.writers import make_writers
+from destination_redis.config import parse_config
+from destination_redis.errors import ConnectorError
+from destination_redis.sync import write_lines
 
 
 class DestinationRedis(Destination):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         try:
             parsed = parse_config(config)
-        except AirbyteTracedException as exc:
+        except ConnectorError as exc:
             return AirbyteConnectionStatus(status=Status.FAILED, message=exc.message)
-        return run_check(parsed)
+        result = run_check(parsed)
+        return AirbyteConnectionStatus(
+            status=Status.SUCCEEDED if result.ok else Status.FAILED, message=result.message
+        )
 
     def write(
         self,
@@ -49,46 +53,37 @@ class DestinationRedis(Destination):
         configured_catalog: ConfiguredAirbyteCatalog,
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
-        """The CDK API, for library callers; the CLI uses `write_lines` on raw stdin."""
-        streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
-        lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) for m in input_messages)
-        for state in write_lines(parse_config(config), streams, lines):
-            yield AirbyteMessageSerializer.load(orjson.loads(state))
+        """The CDK API, for library callers; the CLI runs `sync.write_lines` on raw stdin."""
+        with _traced():
+            streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
+            lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) for m in input_messages)
+            for state in write_lines(parse_config(config), streams, lines):
+                yield AirbyteMessageSerializer.load(orjson.loads(state))
 
     def run(self, args: list[str]) -> None:
-        """spec, check and write on the command line. The config file is read and validated
-        here, the same way for check and write, so a mistake gets the same message from both."""
-        parsed = self.parse_args(args)
-        if parsed.command == "spec":
-            super().run(args)
-            return
-        raw_config = load_config_file(parsed.config)
-        spec = self.spec(logging.getLogger("airbyte"))
-        update_secrets(get_secrets(spec.connectionSpecification, raw_config))
-        if parsed.command == "check":
-            status = self.check(logging.getLogger("airbyte"), raw_config)
-            message = AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
-            emit([orjson.dumps(AirbyteMessageSerializer.dump(message)) + b"\n"], sys.stdout)
-            return
-        config = parse_config(raw_config)
-        streams = load_catalog(parsed.catalog)
-        emit(write_lines(config, streams, sys.stdin.buffer), sys.stdout)
+        """spec, check and write as on the command line (run.py), printing to stdout; a failure
+        raises AirbyteTracedException, as the CDK's `run` does."""
+        import sys
+
+        from destination_redis.run import execute, parse_args
+
+        with _traced():
+            execute(parse_args(args), sys.stdout)
 
 
-def write_lines(config: RedisConfig, streams: list[Stream], lines: Iterable[bytes]) -> Iterator[bytes]:
-    """Load the message lines into Redis; yields each STATE line once it may be emitted."""
-    with _writers(config, streams) as writers:
-        yield from Loader(streams, writers).run(lines)
+def as_traced(exc: ConnectorError) -> AirbyteTracedException:
+    """The CDK's exception for one of ours: same messages, same failure type."""
+    return AirbyteTracedException(
+        message=exc.message,
+        internal_message=exc.internal_message,
+        failure_type=FailureType(exc.failure_type),
+        exception=exc,
+    )
 
 
 @contextmanager
-def _writers(config: RedisConfig, streams: list[Stream]) -> Iterator[dict[Stream, Any]]:
-    with open_router(config) as router:
-        yield make_writers(config, streams, router)
-
-
-def emit(lines: Iterable[bytes], out: IO[str]) -> None:
-    """Write each protocol line whole and flush at once: the platform checkpoints on it."""
-    for line in lines:
-        out.write(line.decode())
-        out.flush()
+def _traced() -> Iterator[None]:
+    try:
+        yield
+    except ConnectorError as exc:
+        raise as_traced(exc) from exc

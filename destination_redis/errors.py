@@ -1,32 +1,41 @@
-"""The two kinds of failure the platform understands, built on the CDK's traced exception.
+"""The kinds of failure the platform understands, as our own exception: no CDK import.
 
 `config_error`: the user must change something (config, catalog, input, server settings).
 `transient_error`: the same sync may succeed when retried (connection dropped, server loading).
-Messages must never contain secrets: callers build them from names, hosts and error codes only.
+`system_error`: a fault of the connector itself.
+The CLI turns a ConnectorError into one TRACE error message (protocol.py); the CDK-facing
+`DestinationRedis` turns it into the CDK's AirbyteTracedException, so library callers see what
+they always saw. Messages must never contain secrets: callers build them from names, hosts and
+error codes only (and every emitted line is redacted besides, secrets.py).
 """
 
 from __future__ import annotations
 
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from typing import Literal
+
+FailureType = Literal["config_error", "transient_error", "system_error"]
 
 
-def config_error(message: str, internal: str | None = None) -> AirbyteTracedException:
-    return AirbyteTracedException(
-        message=message, internal_message=internal or message, failure_type=FailureType.config_error
-    )
+class ConnectorError(Exception):
+    """A known failure: `message` for the user, `internal_message` for the logs, and who must act."""
+
+    def __init__(self, message: str, internal_message: str | None, failure_type: FailureType) -> None:
+        super().__init__(message)
+        self.message = message
+        self.internal_message = internal_message or message
+        self.failure_type: FailureType = failure_type
 
 
-def transient_error(message: str, internal: str | None = None) -> AirbyteTracedException:
-    return AirbyteTracedException(
-        message=message, internal_message=internal or message, failure_type=FailureType.transient_error
-    )
+def config_error(message: str, internal: str | None = None) -> ConnectorError:
+    return ConnectorError(message, internal, "config_error")
 
 
-def system_error(message: str, internal: str | None = None) -> AirbyteTracedException:
-    return AirbyteTracedException(
-        message=message, internal_message=internal or message, failure_type=FailureType.system_error
-    )
+def transient_error(message: str, internal: str | None = None) -> ConnectorError:
+    return ConnectorError(message, internal, "transient_error")
+
+
+def system_error(message: str, internal: str | None = None) -> ConnectorError:
+    return ConnectorError(message, internal, "system_error")
 
 
 class ConnectStepError(Exception):
@@ -41,7 +50,7 @@ class ConnectStepError(Exception):
         self.message = message
         self.retryable = retryable
 
-    def as_traced(self) -> AirbyteTracedException:
+    def as_traced(self) -> ConnectorError:
         return (transient_error if self.retryable else config_error)(self.message)
 
 

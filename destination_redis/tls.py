@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
-from cryptography.hazmat.primitives import serialization
 
 from destination_redis.config import SslVerifyFull
 from destination_redis.errors import ConnectStepError, step_failed
@@ -80,7 +79,10 @@ def _load_client_certificate(
     context: ssl.SSLContext, certificate: str, key: str, password: str | None
 ) -> None:
     # Check the key first with cryptography: it tells "encrypted", "wrong password" and "not a
-    # key" apart, and never falls back to prompting on a terminal as OpenSSL would.
+    # key" apart, and never falls back to prompting on a terminal as OpenSSL would. Imported
+    # here: only mutual TLS needs it, and it is slow to import (start-up, issue 11).
+    from cryptography.hazmat.primitives import serialization
+
     try:
         serialization.load_pem_private_key(key.encode(), password.encode() if password else None)
     except TypeError:

@@ -9,7 +9,7 @@ or deleted, non-JSON whitespace, a BOM).
 
 The oracle is Python's strict reading of the line (`expectation`), never the connector's code:
 
-- refused: an AirbyteTracedException, `config_error`, whose message says "Input line N" for the
+- refused: a ConnectorError, `config_error`, whose message says "Input line N" for the
   mutated line; the records before it are in Redis exactly, the state before it was yielded, and
   the record after it was not written;
 - accepted: the line was a valid record, stored exactly (data compared as parsed JSON, with
@@ -50,14 +50,13 @@ from typing import Any, Literal
 
 import pytest
 import redis
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from destination_redis.catalog import parse_catalog
 from destination_redis.config import parse_config
-from destination_redis.destination import write_lines
+from destination_redis.errors import ConnectorError
+from destination_redis.sync import read_lines, write_lines
 from integration_tests.cli import catalog, run_connector
 from integration_tests.servers import RedisServer
 
@@ -382,7 +381,7 @@ def run_sync(server: RedisServer, payload: bytes) -> Outcome:
     streams = parse_catalog(CATALOG)
     outcome = Outcome()
     try:
-        for state in write_lines(config, streams, io.BytesIO(payload)):
+        for state in write_lines(config, streams, read_lines(io.BytesIO(payload))):
             outcome.states.append(state)
     except Exception as exc:  # the oracle judges every kind of failure
         outcome.error = exc
@@ -479,11 +478,11 @@ def check(server: RedisServer, case: Case) -> str:
 def _check_refused(outcome: Outcome, case: Case, expected: Expectation, context: str) -> None:
     """A refusal is a config_error naming the line, and only for a line that may be refused."""
     error = outcome.error
-    assert isinstance(error, AirbyteTracedException), (
+    assert isinstance(error, ConnectorError), (
         f"{context}: a generic error {type(error).__name__}: {error}"
     )
     message = error.message or ""
-    assert error.failure_type == FailureType.config_error, f"{context}: {error.failure_type}: {message}"
+    assert error.failure_type == "config_error", f"{context}: {error.failure_type}: {message}"
     assert re.search(rf"\bInput line {case.number}\b", message), f"{context}: the error {message!r}"
     assert len(outcome.states) == 1, f"{context}: states after the refused line: {outcome.states}"
     if expected.verdict in ("skip", "store", "accept") and expected.may_refuse is None:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_redis.catalog import Stream, StreamResolver, load_catalog, parse_catalog
+from destination_redis.errors import ConnectorError
 
 
 def configured(name: str, mode: str = "append", namespace: Any = "absent", **extra: Any) -> dict[str, Any]:
@@ -94,9 +93,9 @@ def test_empty_catalog_is_valid() -> None:
 
 @pytest.mark.parametrize("mode", ["overwrite_dedup", "update", "soft_delete", "nonsense", "APPEND"])
 def test_unsupported_sync_mode_is_a_config_error_naming_stream_and_mode(mode: str) -> None:
-    with pytest.raises(AirbyteTracedException) as info:
+    with pytest.raises(ConnectorError) as info:
         parse_catalog({"streams": [configured("users", "append"), configured("orders", mode)]})
-    assert info.value.failure_type == FailureType.config_error
+    assert info.value.failure_type == "config_error"
     message = str(info.value.message)
     assert "'orders'" in message
     assert f"'{mode}'" in message
@@ -105,9 +104,9 @@ def test_unsupported_sync_mode_is_a_config_error_naming_stream_and_mode(mode: st
 
 
 def test_stream_twice_in_the_catalog_is_an_error() -> None:
-    with pytest.raises(AirbyteTracedException) as info:
+    with pytest.raises(ConnectorError) as info:
         parse_catalog({"streams": [configured("users", namespace="a"), configured("users", namespace="a")]})
-    assert info.value.failure_type == FailureType.config_error
+    assert info.value.failure_type == "config_error"
     assert "'users'" in str(info.value.message)
 
 
@@ -132,9 +131,9 @@ def test_same_name_in_two_namespaces_is_two_streams() -> None:
     ],
 )
 def test_malformed_catalog_is_a_config_error_naming_the_field(raw: Any, where: str) -> None:
-    with pytest.raises(AirbyteTracedException) as info:
+    with pytest.raises(ConnectorError) as info:
         parse_catalog(raw)
-    assert info.value.failure_type == FailureType.config_error
+    assert info.value.failure_type == "config_error"
     message = str(info.value.message)
     assert message.startswith("Invalid configured catalog")
     assert where in message
@@ -149,18 +148,18 @@ def test_load_catalog_reads_any_file_name(tmp_path: Path) -> None:
 
 def test_load_catalog_missing_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.json"
-    with pytest.raises(AirbyteTracedException) as info:
+    with pytest.raises(ConnectorError) as info:
         load_catalog(path)
-    assert info.value.failure_type == FailureType.config_error
+    assert info.value.failure_type == "config_error"
     assert str(path) in str(info.value.message)
 
 
 def test_load_catalog_not_json_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "catalog.json"
     path.write_text("{not json")
-    with pytest.raises(AirbyteTracedException) as info:
+    with pytest.raises(ConnectorError) as info:
         load_catalog(path)
-    assert info.value.failure_type == FailureType.config_error
+    assert info.value.failure_type == "config_error"
     assert "not JSON" in str(info.value.message)
     assert str(path) in str(info.value.message)
 

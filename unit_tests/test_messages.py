@@ -7,9 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_redis.errors import ConnectorError
 from destination_redis.messages import (
     MAX_DEPTH,
     InputError,
@@ -193,8 +192,8 @@ def test_record_with_null_data_is_rejected() -> None:
 
 def test_input_error_becomes_a_config_error_naming_the_line() -> None:
     traced = error_of([rec(), b"{oops"]).as_traced()
-    assert isinstance(traced, AirbyteTracedException)
-    assert traced.failure_type == FailureType.config_error
+    assert isinstance(traced, ConnectorError)
+    assert traced.failure_type == "config_error"
     assert "line 2" in str(traced.message)
     assert "not JSON" in str(traced.message)
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 from destination_redis.config import RedisConfig, SshKeyTunnel, SshPasswordTunnel, SslVerifyFull
 from destination_redis.connection.endpoint import CONNECT_TIMEOUT_S, Endpoint
 from destination_redis.errors import ConnectStepError
 from destination_redis.tls import TlsSetupError, build_context
-from destination_redis.tunnel.session import SshSession, open_ssh_session
+
+if TYPE_CHECKING:
+    from destination_redis.tunnel.session import SshSession
 
 
 class Reach:
@@ -67,5 +70,8 @@ def open_reach(config: RedisConfig) -> Iterator[Reach]:
     with ExitStack() as stack:
         session = None
         if isinstance(method, SshKeyTunnel | SshPasswordTunnel):
+            # paramiko takes a quarter of a second to import: only for a config with a tunnel
+            from destination_redis.tunnel.session import open_ssh_session
+
             session = stack.enter_context(open_ssh_session(method, CONNECT_TIMEOUT_S))
         yield Reach(config.tls, ssl_context, session)
