@@ -87,7 +87,8 @@ def valkey_aof() -> Iterator[RedisServer]:
 
 
 def _records(start: int, count: int) -> list[str]:
-    return [record("users", {"id": i, "name": f"user {i}"}, emitted_at=EMITTED) for i in range(start, start + count)]
+    ids = range(start, start + count)
+    return [record("users", {"id": i, "name": f"user {i}"}, emitted_at=EMITTED) for i in ids]
 
 
 def _assert_written(result: Result, states: int) -> None:
@@ -108,19 +109,23 @@ class LiveWrite:
     """`destination-redis write` as a running process: lines fed in on demand, output read as it comes."""
 
     def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
-        (tmp_path / "config.json").write_text(json.dumps(config))
-        (tmp_path / "catalog.json").write_text(json.dumps(CATALOG))
+        config_file, catalog_file = tmp_path / "config.json", tmp_path / "catalog.json"
+        config_file.write_text(json.dumps(config))
+        catalog_file.write_text(json.dumps(CATALOG))
         self.proc = subprocess.Popen(
-            [SCRIPT, "write", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")],
+            [SCRIPT, "write", "--config", str(config_file), "--catalog", str(catalog_file)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._seen: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
         stdout = self.proc.stdout
         assert stdout is not None
-        threading.Thread(target=lambda: [self._lines.put(line) for line in iter(stdout.readline, b"")],
-                         daemon=True).start()
+        for line in iter(stdout.readline, b""):
+            self._lines.put(line)
 
     def send(self, *messages: str) -> None:
         assert self.proc.stdin is not None
@@ -272,9 +277,9 @@ def test_waitaof_answering_no_local_fsync_is_a_transient_error(valkey_aof: Redis
     """`appendfsync no` leaves the fsync to the kernel: WAITAOF 1 0 times out with 0 local."""
     client = valkey_aof.client()
     client.config_set("appendfsync", "no")
-    with open_router(parse_config(valkey_aof.config(wait_for_aof=True, wait_timeout_ms=300))) as router:
-        with pytest.raises(AirbyteTracedException) as failed:
-            router.run([("SET", "durability:probe", "1")])
+    config = parse_config(valkey_aof.config(wait_for_aof=True, wait_timeout_ms=300))
+    with open_router(config) as router, pytest.raises(AirbyteTracedException) as failed:
+        router.run([("SET", "durability:probe", "1")])
     assert failed.value.failure_type == FailureType.transient_error
     assert "answered 0 local" in str(failed.value.message), failed.value.message
 
