@@ -30,11 +30,13 @@ from destination_redis.config import parse_config
 from destination_redis.topology import open_router
 from integration_tests import matrix
 from integration_tests.cli import Result, catalog, lines, record, run_connector, stream_state
+from integration_tests.cluster import RedisCluster
 from integration_tests.connector_runs import (
     assert_check_failed,
     assert_check_succeeded,
     check_cli,
 )
+from integration_tests.sentinel import SentinelGroup
 from integration_tests.servers import REDIS_SERVER, RedisServer
 
 EMITTED = 1_700_000_000_000
@@ -307,3 +309,53 @@ def test_wait_for_aof_on_redis_7_0_fails_check_and_write_naming_the_version(tmp_
         assert server.client().dbsize() == 0  # refused before anything was written
     finally:
         server.stop()
+
+
+# --- topologies: every primary written to waits; Sentinel's own WAIT takes the user's n ---------
+
+
+def _wait_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def test_on_a_cluster_every_primary_written_to_waits_for_its_replica(
+    tmp_path: Path, redis_cluster: RedisCluster, cluster_client: Any
+) -> None:
+    primaries = redis_cluster.primaries()
+    before = {}
+    for address in primaries:
+        with redis_cluster.node_client(address) as client:
+            before[address] = _wait_calls(client)
+    config = redis_cluster.config(wait_for_replicas=1)
+    assert "confirmed by 1 replica (WAIT 1 10000)" in assert_check_succeeded(check_cli(tmp_path, config))
+    messages = [*_records(1, 300), stream_state("users", {"cursor": 300})]
+    result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+    _assert_written(result, states=1)
+    for address, keys in redis_cluster.keys_per_primary(":users*").items():
+        assert keys, f"no records on {address}: the test needs every primary written to"
+        with redis_cluster.node_client(address) as client:
+            assert _wait_calls(client) > before[address], f"no WAIT on {address}"
+        # Confirmed before the state: the primary's replica holds its keys already.
+        with redis_cluster.node_client(redis_cluster.replica_of(address)) as replica:
+            assert sorted(replica.scan_iter(match=":users*", count=1000)) == keys, address
+
+
+def test_under_sentinel_wait_for_replicas_replaces_the_wait_for_one(
+    tmp_path: Path, sentinel_group: SentinelGroup
+) -> None:
+    master = sentinel_group.master_client()
+    try:
+        master.flushall()
+        config = sentinel_group.config(wait_for_replicas=1, wait_timeout_ms=3000)
+        message = assert_check_succeeded(check_cli(tmp_path, config))
+        assert "writes confirmed by 1 replica with WAIT 1 3000 (wait_for_replicas)" in message, message
+        assert "confirmed by 1 replica (WAIT 1 3000)" in message, message
+        messages = [*_records(1, 20), stream_state("users", {"cursor": 20})]
+        result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+        _assert_written(result, states=1)
+        assert master.get(":users") == b"20"
+        # More replicas than the group has: check says so at once.
+        assert_check_failed(check_cli(tmp_path, sentinel_group.config(wait_for_replicas=2)),
+                            "wait_for_replicas is 2", "has 1 replica in sync")
+    finally:
+        master.close()
