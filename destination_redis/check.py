@@ -3,6 +3,8 @@
 Steps: SSH tunnel, TCP connect, TLS handshake, AUTH, SELECT, INFO (in `topology.open_router`),
 then PING, and every command a sync of the configured cache type sends, on probe keys that are
 deleted afterwards: proves the write permissions of an ACL user, and names each missing one.
+With durability options, the primaries' replicas in sync are counted first (INFO replication),
+and the probe writes are followed by the same WAIT / WAITAOF a sync sends, which proves them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, S
 from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
 from destination_redis.topology import open_router
+from destination_redis.topology.durability import Durability
+from destination_redis.topology.roles import role_from_info
 from destination_redis.topology.router import Router
 from destination_redis.writers import encoding_of, members_of
 from destination_redis.writers.gates import GateError, require
@@ -42,6 +46,7 @@ def run_check(config: RedisConfig) -> CheckResult:
         with open_router(config, attempts=2) as router:
             _ping(router)
             require(router, config.cache_types)
+            durable = _durability(router, config)
             _probe_write(router, config)
             tls = ""
             if config.tls and isinstance(config.topology, StandaloneTopology):
@@ -50,7 +55,7 @@ def run_check(config: RedisConfig) -> CheckResult:
                 tls = " over TLS (each certificate verified for the name its node is announced by)"
             message = (
                 f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
-                f"{_types(config)} can be written."
+                f"{_types(config)} can be written{durable}."
             )
     except ConnectStepError as exc:
         return CheckResult(False, exc.message)
@@ -66,6 +71,34 @@ def run_check(config: RedisConfig) -> CheckResult:
 def _types(config: RedisConfig) -> str:
     names = sorted(config.cache_types)
     return f"'{names[0]}' layout" if len(names) == 1 else "layouts " + ", ".join(f"'{n}'" for n in names)
+
+
+def _durability(router: Router, config: RedisConfig) -> str:
+    """Enough replicas in sync on every primary for wait_for_replicas (else every batch would
+    fail after wait_timeout_ms: FAILED); the words for check's message. WAITAOF's version and
+    appendonly were checked when the router was opened (durability.require)."""
+    durability = Durability.of(config)
+    if durability.replicas:
+        for node in router.topology.primaries():
+            reply = router.run_on(node, (b"INFO", b"replication"), tolerate_errors=True)
+            if isinstance(reply, hiredis.ReplyError):
+                continue  # INFO refused: the probes' WAIT finds out
+            _, in_sync = role_from_info(reply)
+            if len(in_sync) < durability.replicas:
+                raise ConnectStepError(
+                    f"wait_for_replicas is {durability.replicas}, but the primary at {node.where} has "
+                    f"{len(in_sync)} replica{'s' if len(in_sync) != 1 else ''} in sync (INFO "
+                    f"replication): every batch would fail after wait_timeout_ms. Attach or repair "
+                    f"replicas, or lower wait_for_replicas.",
+                    False,
+                )
+    words = [f"confirmed by {durability.replicas} replica{'s' if durability.replicas != 1 else ''} "
+             f"(WAIT {durability.replicas} {durability.timeout_ms})"] if durability.replicas else []
+    if durability.aof:
+        words.append(f"fsynced to the append-only file (WAITAOF 1 0 {durability.timeout_ms})")
+    if not words:
+        return ""
+    return f", each write {' and '.join(words)} before its state is released"
 
 
 def _ping(router: Router) -> None:

@@ -100,6 +100,8 @@ TunnelMethod = Annotated[NoTunnel | SshKeyTunnel | SshPasswordTunnel, Field(disc
 CacheType = Literal["hash", "hash_fields", "json", "string", "list", "set", "sorted_set", "stream"]
 COLLECTION_TYPES: frozenset[str] = frozenset({"list", "set", "sorted_set", "stream"})
 
+MAX_WAIT_TIMEOUT_MS = 25_000
+
 
 class StreamOverride(_Model):
     """Settings for one stream; without `namespace` it applies to that name in every namespace."""
@@ -140,6 +142,11 @@ class RedisConfig(_Model):
     ssl_mode: SslMode = SslDisabled()
     tunnel_method: TunnelMethod = NoTunnel()
     topology: Topology = StandaloneTopology()
+    # Durability (topology/durability.py): WAIT / WAITAOF before each state. The timeout is capped
+    # so that WAIT and WAITAOF together stay under the connection's 60 s socket timeout.
+    wait_for_replicas: int = Field(0, ge=0)
+    wait_timeout_ms: int = Field(10_000, ge=1, le=MAX_WAIT_TIMEOUT_MS)
+    wait_for_aof: bool = False
 
     _blank_to_none = field_validator("username", "password", "score_field", mode="before")(_empty_to_none)
 

@@ -35,6 +35,8 @@ class Topology(ABC):
 
     # Whether READONLY and lost connections mean "the primary moved": find it and resend.
     follows_failover: bool = False
+    # Whether `confirmation` already waits for the replicas wait_for_replicas asks for (Sentinel).
+    waits_for_replicas: bool = False
 
     @property
     @abstractmethod

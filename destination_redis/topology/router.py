@@ -15,6 +15,8 @@ the replies say:
   again and the units without a good reply are resent.
 - A round the topology does not confirm (Sentinel: no replica acknowledged it with WAIT, so a
   master being replaced may drop it): the same, the round's units are resent.
+- Durability (wait_for_replicas, wait_for_aof): each node's share ends with WAIT / WAITAOF too
+  (durability.py); a shortfall on a node whose units were written fails the batch with its error.
 Resending is safe because units are idempotent (records under ids reserved before the write);
 a unit that is not (the INCRBY reserving ids) passes `applied`, which tells after a lost
 connection whether the server had run it. A writer never knows which topology it talks to.
@@ -38,6 +40,7 @@ from destination_redis.connection.node import Node
 from destination_redis.connection.server import ServerInfo, error_code
 from destination_redis.errors import ConnectStepError, transient_error
 from destination_redis.topology.base import Topology
+from destination_redis.topology.durability import Durability
 from destination_redis.topology.keyless import Keyless
 from destination_redis.topology.units import (
     command_text,
@@ -59,9 +62,11 @@ class Router:
     """Runs batches on the topology's nodes, with retries; the writers' one way to Redis."""
 
     def __init__(
-        self, topology: Topology, attempts: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 5.0
+        self, topology: Topology, attempts: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
+        durability: Durability | None = None,
     ) -> None:
         self.topology = topology
+        self.durability = durability or Durability()
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
@@ -189,12 +194,14 @@ class Router:
                 if i in asking:
                     groups[asking[i]] = [*groups.get(asking[i], ()), i]
         shares = {node: self._share(units, parts, counts, asking) for node, units in groups.items()}
-        # A topology may end each share with a command confirming it (Sentinel: WAIT for a replica).
+        # A topology may end each share with a command confirming it (Sentinel: WAIT for a replica),
+        # then durability its WAIT / WAITAOF: replies in that order, after the units'.
         confirmations = {node: self.topology.confirmation(node) for node in groups}
+        guard, guards = self.durability.packed, len(self.durability.commands)
         for node, confirmation in confirmations.items():
-            if confirmation:
+            if confirmation or guard:
                 payload, count, drops = shares[node]
-                shares[node] = (payload + confirmation, count + 1, drops)
+                shares[node] = (payload + confirmation + guard, count + bool(confirmation) + guards, drops)
         outcomes = exchange(shares)
         lost = False
         wait = False
@@ -212,6 +219,10 @@ class Router:
                     internal=str(outcome),
                 )
                 continue
+            shortfall = None
+            if guards:
+                shortfall = self.durability.shortfall(node.where, outcome[-guards:])
+                outcome = outcome[:-guards]
             if confirmations[node]:
                 problem = self.topology.unconfirmed(node, outcome[-1])
                 outcome = outcome[:-1]
@@ -224,8 +235,11 @@ class Router:
                     continue
             drops = shares[node][2]
             if not want_replies and first_error(outcome) is None and not any(drops):
+                if shortfall is not None:
+                    raise shortfall.error()
                 continue  # the hot path: every unit of this node acknowledged
             offset = 0
+            written = False  # whether a unit of this node is done: then its durability matters
             for i, drop in zip(units, drops, strict=True):
                 count = counts[i] + len(drop)
                 got = outcome[offset : offset + count]
@@ -236,6 +250,7 @@ class Router:
                 error = first_error(got)
                 if error is None:
                     done[i] = got
+                    written = True
                     continue
                 code = error_code(error)
                 if code in ("MOVED", "ASK"):
@@ -265,8 +280,11 @@ class Router:
                                               f"{command_text(describe(i))}: {error}")
                 elif tolerate_errors:
                     done[i] = got
+                    written = True
                 else:
                     raise reply_error(error, describe(i), node.where)
+            if written and shortfall is not None:
+                raise shortfall.error()
         return lost, retry, wait, failure
 
     def _share(

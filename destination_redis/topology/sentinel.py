@@ -15,6 +15,11 @@ that window would lose everything it wrote there. So while the master has a repl
 round ends with `WAIT 1`, and a round no replica acknowledged is resent (writes are idempotent)
 once the Sentinels name the master again. A master without a replica cannot be confirmed: its
 writes go unconfirmed (logged), and it is asked again every second whether a replica came.
+
+With `wait_for_replicas` n > 0 (durability.py) the user's `WAIT n wait_timeout_ms` replaces
+`WAIT 1 2000`, and it is never left out: a round fewer than n replicas acknowledged is resent
+the same way (a failover may be under way), and the sync fails once the router's attempts are
+spent. A master that refuses WAIT then fails before anything is written.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from destination_redis.connection.reach import Reach
 from destination_redis.connection.server import ServerInfo, error_code
 from destination_redis.errors import ConnectStepError, step_failed
 from destination_redis.topology.base import Topology, call
+from destination_redis.topology.durability import Durability
 from destination_redis.topology.roles import ask_role, wait_allowed
 from destination_redis.topology.roles import text as _text
 
@@ -54,7 +60,8 @@ class Sentinel(Topology):
     follows_failover = True
 
     def __init__(
-        self, reach: Reach, login: Login, sentinel_login: Login, sentinels: list[Address], master_name: str
+        self, reach: Reach, login: Login, sentinel_login: Login, sentinels: list[Address], master_name: str,
+        durability: Durability | None = None,
     ) -> None:
         self._reach = reach
         self._login = login
@@ -69,6 +76,11 @@ class Sentinel(Topology):
         self._decided = False  # whether `_waits` has been decided (and logged) once
         self._wait_allowed = True
         self._recheck_at = 0.0
+        self._durability = durability or Durability()
+        self.waits_for_replicas = self._durability.replicas > 0  # the user's WAIT n, always sent
+        self._wait = _WAIT
+        if self.waits_for_replicas:
+            self._wait = pack_command(self._durability.commands[0])
         try:
             self.refresh()
         except BaseException:
@@ -103,7 +115,11 @@ class Sentinel(Topology):
 
     def describe(self) -> str:
         via = self._via.where if self._via is not None else "?"
-        if self._waits:
+        if self.waits_for_replicas:
+            count = self._durability.replicas
+            confirmed = (f"writes confirmed by {count} replica{'s' if count != 1 else ''} with WAIT "
+                         f"{count} {self._durability.timeout_ms} (wait_for_replicas)")
+        elif self._waits:
             confirmed = "writes confirmed by a replica with WAIT"
         else:
             confirmed = f"writes not confirmed by a replica: {self._unconfirmed_reason()}"
@@ -118,9 +134,13 @@ class Sentinel(Topology):
             return b""
         if not self._waits and self._wait_allowed and time.monotonic() >= self._recheck_at:
             self._look_for_replicas(node)
-        return _WAIT if self._waits else b""
+        return self._wait if self._waits else b""
 
     def unconfirmed(self, node: Node, reply: Any) -> str | None:
+        if self.waits_for_replicas:
+            where = f"{node.where} (Sentinel master '{self._name}')"
+            shortfall = self._durability.replicas_short(where, reply)
+            return None if shortfall is None else shortfall.message
         if isinstance(reply, hiredis.ReplyError):
             return f"Redis at {node.where} (Sentinel master '{self._name}') answered '{reply}' to WAIT"
         if isinstance(reply, int) and reply >= 1:
@@ -170,6 +190,12 @@ class Sentinel(Topology):
             if role != "master":
                 raise self._not_master(node, sentinel, role)
             self._wait_allowed = wait_allowed(node)
+            if self.waits_for_replicas and not self._wait_allowed:
+                raise step_failed(
+                    "WAIT", node.where, f"the Sentinel master '{self._name}' refused WAIT, which "
+                    f"wait_for_replicas needs", "Grant the ACL user +wait (WAIT came with Redis 3.0), or "
+                    "set wait_for_replicas to 0.",
+                )
         except BaseException:
             node.close()
             raise
@@ -347,7 +373,13 @@ class Sentinel(Topology):
             self._set_waits(True, master)
 
     def _set_waits(self, waits: bool, master: Node) -> None:
-        if waits and not self._waits:
+        waits = waits or self.waits_for_replicas  # asked for by the user: never left out
+        if waits and not self._waits and self.waits_for_replicas:
+            count, timeout = self._durability.replicas, self._durability.timeout_ms
+            logger.info(f"Writes to the Sentinel master '{self._name}' at {master.where} are confirmed by "
+                        f"{count} replica(s) before their states are released (WAIT {count} {timeout}, "
+                        f"wait_for_replicas).")
+        elif waits and not self._waits:
             replicas = ", ".join(f"{host}:{port}" for host, port in self._replicas)
             logger.info(f"Writes to the Sentinel master '{self._name}' at {master.where} are confirmed by a "
                         f"replica ({replicas}) before their states are released (WAIT).")
@@ -365,7 +397,10 @@ class Sentinel(Topology):
         return "it has no replica in sync"
 
 
-def open_sentinel(config: RedisConfig, topology: SentinelTopology, reach: Reach, login: Login) -> Sentinel:
+def open_sentinel(
+    config: RedisConfig, topology: SentinelTopology, reach: Reach, login: Login,
+    durability: Durability | None = None,
+) -> Sentinel:
     sentinel_login = Login(
         topology.sentinel_username, topology.sentinel_password, db=0,
         username_field="sentinel_username", password_field="sentinel_password",  # noqa: S106  # field names
@@ -374,4 +409,4 @@ def open_sentinel(config: RedisConfig, topology: SentinelTopology, reach: Reach,
     for address in [(config.host, config.port), *(parse_address(text) for text in topology.sentinel_nodes)]:
         if address not in addresses:
             addresses.append(address)
-    return Sentinel(reach, login, sentinel_login, addresses, topology.master_name)
+    return Sentinel(reach, login, sentinel_login, addresses, topology.master_name, durability)
