@@ -20,13 +20,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import hiredis
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_redis.commands import CONNECTION_ERRORS, pack_command
 from destination_redis.config import RedisConfig
 from destination_redis.connection.node import Node
 from destination_redis.connection.server import error_code
-from destination_redis.errors import ConnectStepError, config_error, transient_error
+from destination_redis.errors import ConnectorError, ConnectStepError, config_error, transient_error
 from destination_redis.topology.base import Topology, call
 
 WAITAOF_SINCE = (7, 2, 0)
@@ -39,7 +38,7 @@ class Shortfall:
     message: str
     user_must_act: bool = False  # NOPERM: a retry would fail the same way
 
-    def error(self) -> AirbyteTracedException:
+    def error(self) -> ConnectorError:
         return (config_error if self.user_must_act else transient_error)(self.message)
 
 
