@@ -87,8 +87,9 @@ def read_messages(
     for number, line in enumerate(lines, 1):
         if not line.isascii():
             _check_utf8(number, line)
-        # A line this short cannot nest deeper than MAX_DEPTH: its brackets are not even counted.
-        if len(line) > MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        # JSON nested deeper than MAX_DEPTH takes more than 2 * MAX_DEPTH bytes of brackets: a
+        # shorter line's brackets are not even counted (unbalanced ones make it invalid JSON).
+        if len(line) > 2 * MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
             _check_depth(number, line)
         try:
             message = decode(line)

@@ -37,7 +37,9 @@ def _writers(config: RedisConfig, streams: list[Stream]) -> Iterator[dict[Stream
 
 
 def read_lines(stream: ByteStream, chunk: int = CHUNK) -> Iterator[bytes]:
-    """The lines of `stream`, each ending in b"\\n" but maybe the last, read in large chunks.
+    """The lines of `stream` without their b"\\n", read in large chunks (a last line without
+    a newline too; nothing after a final newline). No line is copied to put its newline back:
+    the reader takes lines with or without it.
 
     `read1` returns what one read of the pipe gives (up to `chunk` bytes) without waiting for
     more, so a line that arrived is handed on at once, and a source that sends one record and a
@@ -59,8 +61,7 @@ def read_lines(stream: ByteStream, chunk: int = CHUNK) -> Iterator[bytes]:
         last = lines.pop()
         if last:
             pending.append(last)
-        for line in lines:
-            yield line + b"\n"
+        yield from lines
     if pending:
         yield b"".join(pending)
 
