@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from destination_redis.config import RedisConfig
@@ -44,6 +45,18 @@ def test_hash_fields_one_field_per_property_nulls_skipped_strings_as_text() -> N
         b"_airbyte_emitted_at",
         99,
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain", "", "Zoë 東京 😀", 'a "quoted" word', "back\\slash", "tab\tnew\nline", "\u0001",
+     "\\u00e9 literal"],
+)
+def test_hash_fields_string_values_are_their_decoded_text(value: str) -> None:
+    """Strings without escapes are taken between their quotes as they are; with escapes decoded."""
+    data = msgspec.json.encode({"s": value})
+    (command,) = encoding_of("hash_fields", SERVER).commands(b"K:1", 1, 2, data)
+    assert command[2:4] == (b"s", value.encode())
 
 
 def test_hash_fields_uses_hmset_before_redis_4() -> None:

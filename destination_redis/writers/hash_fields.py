@@ -24,7 +24,8 @@ class HashFieldsEncoding(Encoding):
             if text == b"null":
                 continue
             if text[:1] == b'"':
-                text = msgspec.json.decode(text, type=str).encode()
+                # A JSON string without escapes is its UTF-8 text between the quotes as it is.
+                text = text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
             command += [name.encode(), text]
         command += [F_ID, record_id, F_EMITTED_AT, emitted_at]
         return [tuple(command)]
