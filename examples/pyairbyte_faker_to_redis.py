@@ -72,9 +72,12 @@ def main() -> None:
             args.source_faker, REPO / ".cache/pyairbyte/source-faker/bin/source-faker", "source-faker"
         ),
     )
+    config = {"host": args.host, "port": args.port, "db": args.db}
+    if os.environ.get("REDIS_PASSWORD"):  # from the environment only: not on the command line
+        config["password"] = os.environ["REDIS_PASSWORD"]
     destination = ab.get_destination(
         "destination-redis",
-        config={"host": args.host, "port": args.port, "db": args.db},
+        config=config,
         local_executable=executable(
             args.destination_redis, REPO / ".venv/bin/destination-redis", "destination-redis"
         ),
