@@ -30,6 +30,7 @@ class IdWriter(StreamWriter):
         self._ids = IdCounter(self.key, router)
         self._emitted: list[int] = []
         self._data: list[bytes] = []
+        self._taken = 0  # batches handed over
 
     def add(self, emitted_at: int, data: bytes) -> None:
         # The reader has checked that `data` is a JSON object: every encoding can store it.
@@ -37,17 +38,25 @@ class IdWriter(StreamWriter):
         self._data.append(data)
 
     def take(self) -> tuple[int, Job | None]:
+        """The batch is packed here, on the loader's thread, under the ids it will most likely
+        get (IdCounter.guess): its job then only reserves, checks and sends."""
         count = len(self._data)
         if not count:
             return 0, None
         emitted, data = self._emitted, self._data
         self._emitted, self._data = [], []
-        return count, partial(self._write, emitted, data)
+        self._taken += 1
+        guess = self._ids.guess(self._taken)
+        parts = None if guess is None else list(map(self._pack, range(guess, guess + count), emitted, data))
+        return count, partial(self._write, self._taken, guess, parts, emitted, data)
 
-    def _write(self, emitted: list[int], data: list[bytes]) -> None:
+    def _write(
+        self, number: int, guess: int | None, parts: list[bytes] | None, emitted: list[int], data: list[bytes]
+    ) -> None:
         count = len(data)
-        first_id = self._ids.reserve(count)
-        parts = list(map(self._pack, range(first_id, first_id + count), emitted, data))
+        first_id = self._ids.reserve(count, number)
+        if parts is None or first_id != guess:
+            parts = list(map(self._pack, range(first_id, first_id + count), emitted, data))
         record_key = keys.record_key
         key = self.key
 

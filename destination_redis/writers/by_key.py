@@ -26,6 +26,10 @@ from destination_redis.writers.ids import IdCounter
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 
+_Ops = list[tuple[bytes, int, bytes] | bytes]
+# A batch packed: its units, their reply counts, their keys, and each upsert's id.
+_Packed = tuple[list[bytes], list[int], list[bytes], list[int]]
+
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 _DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"
@@ -41,6 +45,7 @@ class KeyWriter(StreamWriter):
         self._ids = IdCounter(self.key, router)
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
+        self._taken = 0  # batches with upserts handed over (each reserves ids)
 
     def add(self, emitted_at: int, data: bytes) -> None:
         record = _fields(data)
@@ -71,16 +76,41 @@ class KeyWriter(StreamWriter):
         return text.decode()
 
     def take(self) -> tuple[int, Job | None]:
+        """Packed here, on the loader's thread, under the ids the batch will most likely get
+        (IdCounter.guess); the job reserves, checks and sends."""
         if not self._ops:
             return 0, None
         ops, upserts = self._ops, self._upserts
         self._ops, self._upserts = [], 0
-        return len(ops), partial(self._write, ops, upserts)
+        number = guess = 0
+        packed: _Packed | None = None
+        if upserts:
+            self._taken += 1
+            number = self._taken
+            guess = self._ids.guess(number) or 0
+            packed = self._pack(ops, guess) if guess else None
+        return len(ops), partial(self._write, ops, upserts, number, guess, packed)
 
-    def _write(self, ops: list[tuple[bytes, int, bytes] | bytes], upserts: int) -> None:
-        """One unit per op, packed here (no command tuples): `MULTI; DEL; write; [EXPIRE]; EXEC`,
-        or a DEL; every command of a unit touches its one key."""
-        next_id = self._ids.reserve(upserts) if upserts else 0
+    def _write(
+        self, ops: _Ops, upserts: int, number: int, guess: int, packed: _Packed | None
+    ) -> None:
+        first_id = self._ids.reserve(upserts, number) if upserts else 0
+        if packed is None or first_id != guess:
+            packed = self._pack(ops, first_id)
+        parts, replies, unit_keys, ids = packed
+
+        def describe(index: int) -> Command:  # the unit's main command, for error messages
+            op = ops[index]
+            if isinstance(op, bytes):
+                return (b"DEL", op)
+            key, emitted_at, data = op
+            return self.encoding.commands(key, ids[index], emitted_at, data)[0]
+
+        self.router.run_units(parts, replies, unit_keys.__getitem__, describe, want_replies=False)
+
+    def _pack(self, ops: _Ops, next_id: int) -> _Packed:
+        """One unit per op, packed by hand (no command tuples): `MULTI; DEL; write; [EXPIRE];
+        EXEC` under ids from `next_id` on, or a DEL; every command of a unit touches its one key."""
         pack_at = self.encoding.pack_at
         ttl = self.ttl_seconds
         upsert_replies = 5 if ttl else 4
@@ -104,15 +134,7 @@ class KeyWriter(StreamWriter):
             unit_keys.append(key)
             ids.append(next_id)
             next_id += 1
-
-        def describe(index: int) -> Command:  # the unit's main command, for error messages
-            op = ops[index]
-            if isinstance(op, bytes):
-                return (b"DEL", op)
-            key, emitted_at, data = op
-            return self.encoding.commands(key, ids[index], emitted_at, data)[0]
-
-        self.router.run_units(parts, replies, unit_keys.__getitem__, describe, want_replies=False)
+        return parts, replies, unit_keys, ids
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
         """Keys are named by primary key, so old ones are found by SCAN and their stored ids."""

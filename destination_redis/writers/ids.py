@@ -22,9 +22,24 @@ class IdCounter:
         # The counter's value as last seen: read lazily, so a legacy overwrite's DEL of the
         # counter (StreamWriter.start, before any flush) is read as 0.
         self._known: int | None = None
+        # (number of the last reservation, the first id after it): written by the I/O thread,
+        # read by the loader's thread to guess where the next batch starts (see `guess`).
+        self._last: tuple[int, int] = (0, 0)
 
-    def reserve(self, count: int) -> int:
-        """Reserve `count` ids (count >= 1); returns the first, the range is [first, first + count)."""
+    def guess(self, number: int) -> int | None:
+        """The first id reservation `number` will get, if reservation `number - 1` has run.
+
+        Lets a writer pack batch n+1 on the loader's thread while batch n is in flight (its
+        reservation is the first thing its job does). Only a guess: the job compares it with
+        what `reserve` returns and packs again where they differ (another writer moved the
+        counter), so ids are never wrong, at worst packed twice.
+        """
+        done, next_id = self._last
+        return next_id if done > 0 and done == number - 1 else None
+
+    def reserve(self, count: int, number: int = 0) -> int:
+        """Reserve `count` ids (count >= 1); returns the first, the range is [first, first + count).
+        `number` numbers the reservations of one sync (1, 2, ...) for `guess`; 0: not counted."""
         if self._known is None:
             (value,) = self.router.run([(b"GET", self.key)])
             if value is not None and not value.lstrip(b"-").isdigit():
@@ -48,4 +63,5 @@ class IdCounter:
         # A reply other than `expected` means another writer moved the counter concurrently: the
         # range the server handed out is still ours alone.
         self._known = int(last_id)
+        self._last = (number, self._known + 1)
         return self._known - count + 1
