@@ -61,9 +61,11 @@ def _chunks(values: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
 class Commands:
     """The commands of one stream's batches; `batch` must be called in order (stream ids grow)."""
 
-    def __init__(self, cache_type: str, key: bytes) -> None:
+    def __init__(self, cache_type: str, key: bytes, ttl: int | None = None, dedup: bool = False) -> None:
         self.cache_type = cache_type
         self.key = key
+        self.ttl = ttl  # EXPIRE after each record's write
+        self.dedup = dedup  # each record as MULTI, DEL, its write, EXEC (the benchmark's pk is its id)
         self.last_ms, self.last_seq = -1, -1
 
     def batch(self, first_id: int, emitted: Sequence[int], datas: Sequence[bytes]) -> list[Command]:
@@ -71,7 +73,13 @@ class Commands:
         if kind in PER_RECORD:
             out: list[Command] = [(b"INCRBY", key, _b(len(datas)))]
             for record_id, (at, data) in enumerate(zip(emitted, datas, strict=True), first_id):
-                out.append(self._record(key + b":" + _b(record_id), _b(record_id), _b(at), data))
+                record_key = key + b":" + _b(record_id)
+                write = [self._record(record_key, _b(record_id), _b(at), data)]
+                if self.ttl:
+                    write.append((b"EXPIRE", record_key, _b(self.ttl)))
+                if self.dedup:
+                    write = [(b"MULTI",), (b"DEL", record_key), *write, (b"EXEC",)]
+                out += write
             return out
         if kind == "list":
             return [(b"MULTI",), *((b"RPUSH", key, *c) for c in _chunks(datas, CHUNK)),
@@ -111,9 +119,9 @@ class Commands:
 
 
 def write_resp(out: BinaryIO, cache_type: str, key: bytes, emitted: Sequence[int],
-               datas: Sequence[bytes], batch: int) -> None:
+               datas: Sequence[bytes], batch: int, ttl: int | None = None, dedup: bool = False) -> None:
     """The RESP of every batch, as redis-cli --pipe reads it."""
-    commands = Commands(cache_type, key)
+    commands = Commands(cache_type, key, ttl, dedup)
     for start in range(0, len(datas), batch):
         end = start + batch
         out.write(b"".join(pack(c) for c in commands.batch(start + 1, emitted[start:end], datas[start:end])))

@@ -257,6 +257,7 @@ class Result:
     bytes_per_record: float
     same: bool | None  # both loads left the same data (None: not compared)
     cluster: tuple[float, float] | None = None  # (seconds, peak RSS MB)
+    own_cli_seconds: float | None = None  # redis-cli --pipe of this row's own commands (TTL, dedup)
 
 
 @dataclass
@@ -301,10 +302,19 @@ class Bench:
                 if stored(client, case.cache_type, KEY, 1) != n:
                     raise SystemExit(f"{case.cache_type}: redis-cli --pipe did not store every record")
                 same = None if theirs is None else fingerprint(client, case.cache_type, KEY, n) == theirs
+            own = None
+            if case.ttl or case.mode == "append_dedup":  # also the same commands as the connector's
+                client.flushall()
+                resp = self.folder / "own.resp"
+                with resp.open("wb") as out:
+                    write_resp(out, case.cache_type, KEY.encode(), emitted, datas, BATCH_RECORDS,
+                               ttl=case.ttl, dedup=case.mode == "append_dedup")
+                own = run_redis_cli(server, resp)
+                resp.unlink()
         finally:
             server.stop()
         result = Result(case, seconds, rss_mb, states, self.cli_seconds[case.cache_type], shared,
-                        used / n, same)
+                        used / n, same, own_cli_seconds=own)
         if case.cluster:
             if case.cache_type == "json":
                 print("cluster: skipped for json (the test cluster loads no modules)")
@@ -346,8 +356,13 @@ def result_rows(r: Result, n: int) -> list[Row]:
     baseline = "the append load of the same records" if r.cli_shared or r.case.mode != "append" \
         or r.case.ttl else "the same commands"
     wrong = "WRONG DATA (DEBUG DIGEST differs from redis-cli's load); " if r.same is False else ""
+    own = ""
+    if r.own_cli_seconds:
+        own_rate = n / r.own_cli_seconds
+        own = (f"; {rate / own_rate:.2f} of redis-cli --pipe of the same commands as the connector's "
+               f"({own_rate:,.0f} records/s)")
     rows = [Row(r.case.row, rate / cli_rate, f"{rate / cli_rate:.2f}",
-                f"{wrong}{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}); "
+                f"{wrong}{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}){own}; "
                 f"peak RSS {r.rss_mb:.0f} MB")]
     if r.cluster is not None:
         cluster_rate = n / r.cluster[0]
@@ -370,6 +385,10 @@ def report(r: Result, n: int, avg_bytes: int) -> None:
     print(f"redis memory:       {r.bytes_per_record:,.0f} bytes/record (used_memory after - before) / N")
     print(f"redis-cli --pipe:   {r.cli_seconds:.2f} s = {cli_rate:,.0f} records/s ({same})")
     print(f"ratio connector / redis-cli: {rate / cli_rate:.2f}")
+    if r.own_cli_seconds:
+        own_rate = n / r.own_cli_seconds
+        print(f"redis-cli --pipe of the connector's own commands (EXPIRE / MULTI DEL .. EXEC): "
+              f"{r.own_cli_seconds:.2f} s = {own_rate:,.0f} records/s, ratio {rate / own_rate:.2f}")
     if r.cluster is not None:
         cluster_seconds, cluster_rss = r.cluster
         cluster_rate = n / cluster_seconds
