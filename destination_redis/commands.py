@@ -60,13 +60,14 @@ def read_replies(conn: Any, count: int) -> list[Any]:
 
 def first_error(replies: list[Any]) -> hiredis.ReplyError | None:
     """The first error reply, also inside an EXEC's array of replies."""
-    for reply in replies:
-        if isinstance(reply, hiredis.ReplyError):
-            return reply
+    error_type = hiredis.ReplyError
+    for reply in replies:  # a hot loop (every reply of a dedup batch): no generator per EXEC
         if isinstance(reply, list):
-            inner = next((r for r in reply if isinstance(r, hiredis.ReplyError)), None)
-            if inner is not None:
-                return inner
+            for inner in reply:
+                if isinstance(inner, error_type):
+                    return inner
+        elif isinstance(reply, error_type):
+            return reply
     return None
 
 

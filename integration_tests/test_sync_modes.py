@@ -160,6 +160,18 @@ def test_dedup_nested_primary_key(
     assert data_of(redis_client, ":users:42") == {"meta": {"uid": 42}, "n": 1}
 
 
+def test_dedup_key_fields_of_any_name_and_two_paths_under_one_property(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The key's properties are decoded alone (a struct renamed to them): names that are no
+    identifier, that look like the struct's own field names, or shared by two paths all work."""
+    streams = [configured("users", "append_dedup", [["f0"], ["my id"], ["meta", "org"], ["meta", "uid"]])]
+    data = {"meta": {"uid": 7, "org": "x"}, "my id": 1.50, "f0": "a b", "n": 1}
+    result = write(redis_server, tmp_path, streams, lines(record("users", data)))
+    assert result.returncode == 0, result.stdout
+    assert data_of(redis_client, ":users:a b:1.5:x:7") == data
+
+
 def test_cdc_deletes_in_order(redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> None:
     streams = [configured("users", "append_dedup", [["id"]])]
     result = write(

@@ -10,9 +10,11 @@ Both run in record order in one pipeline, so a later record for the same key win
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import msgspec
+from msgspec.structs import astuple
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
@@ -33,6 +35,7 @@ _Packed = tuple[list[bytes], list[int], list[bytes], list[int]]
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 _DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"
+_UPSERT = _MULTI + _DEL + b"%s" + _EXEC  # (len(key), key, the write)
 
 
 class KeyWriter(StreamWriter):
@@ -46,26 +49,34 @@ class KeyWriter(StreamWriter):
         self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
         self._upserts = 0
         self._taken = 0  # batches with upserts handed over (each reserves ids)
+        # The record's top-level properties the key needs, then _ab_cdc_deleted_at: decoded into
+        # a struct of just those (msgspec skips the other properties without building them).
+        names = list(dict.fromkeys([*(path[0] for path in stream.primary_key), CDC_DELETED_AT]))
+        self._paths = [(names.index(path[0]), path) for path in stream.primary_key]
+        self._deleted_at = names.index(CDC_DELETED_AT)
+        self._key_fields = _key_fields_decoder(names)
 
     def add(self, emitted_at: int, data: bytes) -> None:
-        record = _fields(data)
-        key = keys.dedup_key(self.key, [self._component(record, path) for path in self.stream.primary_key])
-        deleted_at = record.get(CDC_DELETED_AT)
-        if deleted_at is not None and bytes(deleted_at) != b"null":
+        found = astuple(self._key_fields(data))  # only the fields the key needs are decoded
+        key = keys.dedup_key(
+            self.key, [self._component(found[top], path) for top, path in self._paths]
+        )
+        deleted_at = found[self._deleted_at]
+        if bytes(deleted_at) != b"null":
             self._ops.append(key)
         else:
             self._ops.append((key, emitted_at, data))
             self._upserts += 1
 
-    def _component(self, record: dict[str, msgspec.Raw], path: tuple[str, ...]) -> str:
+    def _component(self, raw: msgspec.Raw, path: tuple[str, ...]) -> str:
         """One primary key value as text: a string as it is, anything else as its JSON text
-        exactly as the source wrote it (no float rounding, integers of any size)."""
-        raw: msgspec.Raw | None = None
-        fields: dict[str, msgspec.Raw] | None = record
-        for part in path:
-            raw = fields.get(part) if fields is not None else None
-            fields = _fields(raw) if raw is not None and bytes(raw)[:1] == b"{" else None
-        text = bytes(raw) if raw is not None else b"null"
+        exactly as the source wrote it (no float rounding, integers of any size). `raw` is the
+        value of the path's first property; the rest of the path is followed from there."""
+        value: msgspec.Raw | None = raw
+        for part in path[1:]:
+            fields = _fields(value) if value is not None and bytes(value)[:1] == b"{" else None
+            value = fields.get(part) if fields is not None else None
+        text = bytes(value) if value is not None else b"null"
         if text == b"null":
             raise RecordError(
                 f"the primary key field '{'.'.join(path)}' of stream '{self.stream.label}' is missing "
@@ -129,7 +140,7 @@ class KeyWriter(StreamWriter):
             write = pack_at(key, next_id, emitted_at, data)
             if ttl:
                 write += expire(key, ttl)
-            parts.append(b"%s%s%s%s" % (_MULTI, _DEL % (len(key), key), write, _EXEC))
+            parts.append(_UPSERT % (len(key), key, write))
             replies.append(upsert_replies)
             unit_keys.append(key)
             ids.append(next_id)
@@ -159,3 +170,16 @@ class KeyWriter(StreamWriter):
         if command is None:  # make_writer refuses such a type with a refresh that deletes
             raise ValueError(f"cache type '{self.encoding.name}' stores no record id")
         return command
+
+
+_NULL = msgspec.Raw(b"null")
+
+
+def _key_fields_decoder(names: list[str]) -> Callable[[bytes], msgspec.Struct]:
+    """Decodes a record's JSON object into a struct of the named top-level properties, each as
+    raw JSON (`null` where absent). Field names are f0, f1, ... renamed to the property names,
+    so any property name works."""
+    fields = [(f"f{i}", msgspec.Raw, _NULL) for i in range(len(names))]
+    rename = {f"f{i}": name for i, name in enumerate(names)}
+    struct = msgspec.defstruct("KeyFields", fields, rename=rename)
+    return msgspec.json.Decoder(struct).decode
