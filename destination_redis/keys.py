@@ -50,12 +50,17 @@ def is_record_key(stream: bytes, key: bytes) -> bool:
 # component.
 
 
-def escape_component(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(":", "\\:")
+def escape_component(text: bytes) -> bytes:
+    """`\\` and `:` escaped; on the UTF-8 bytes, where both are single bytes that never occur
+    inside a multi-byte character, so it equals escaping the text and encoding it."""
+    return text.replace(b"\\", b"\\\\").replace(b":", b"\\:")
 
 
-def dedup_key(stream: bytes, components: list[str]) -> bytes:
-    return stream + b":" + ":".join(escape_component(c) for c in components).encode()
+def dedup_key(stream: bytes, components: list[bytes]) -> bytes:
+    """`K:<pk>`: the key's components (UTF-8 text) escaped and joined with `:`."""
+    if len(components) == 1:
+        return stream + b":" + escape_component(components[0])
+    return stream + b":" + b":".join([escape_component(c) for c in components])
 
 
 def dedup_scan_pattern(stream: bytes) -> bytes:

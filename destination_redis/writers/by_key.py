@@ -68,10 +68,10 @@ class KeyWriter(StreamWriter):
             self._ops.append((key, emitted_at, data))
             self._upserts += 1
 
-    def _component(self, raw: msgspec.Raw, path: tuple[str, ...]) -> str:
-        """One primary key value as text: a string as it is, anything else as its JSON text
-        exactly as the source wrote it (no float rounding, integers of any size). `raw` is the
-        value of the path's first property; the rest of the path is followed from there."""
+    def _component(self, raw: msgspec.Raw, path: tuple[str, ...]) -> bytes:
+        """One primary key value as UTF-8 text: a string as it is, anything else as its JSON
+        text exactly as the source wrote it (no float rounding, integers of any size). `raw` is
+        the value of the path's first property; the rest of the path is followed from there."""
         value: msgspec.Raw | None = raw
         for part in path[1:]:
             fields = _fields(value) if value is not None and bytes(value)[:1] == b"{" else None
@@ -83,8 +83,9 @@ class KeyWriter(StreamWriter):
                 f"or null, so the record has no key to be deduplicated on"
             )
         if text[:1] == b'"':
-            return str(msgspec.json.decode(text))
-        return text.decode()
+            # Without escapes, a JSON string's text is the bytes between its quotes.
+            return text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
+        return text
 
     def take(self) -> tuple[int, Job | None]:
         """Packed here, on the loader's thread, under the ids the batch will most likely get
