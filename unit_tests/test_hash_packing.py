@@ -71,3 +71,16 @@ def test_pack_at_matches_hiredis_packing_of_the_commands(
 @pytest.mark.parametrize("key", [b":users:1", "\u00e9:{x}".encode()])
 def test_expire_matches_hiredis(key: bytes) -> None:
     assert expire(key, 3600) == pack_command((b"EXPIRE", key, 3600))
+
+
+@pytest.mark.parametrize("encoding_type", [HashEncoding, StringEncoding, HashFieldsEncoding, JsonEncoding])
+@pytest.mark.parametrize("version", [(7, 0, 15), (3, 2, 6)])
+@pytest.mark.parametrize("key", [b":users:a\\:b", "ns:\u00e9 %s:{7}".encode()])
+def test_pack_replace_is_multi_del_write_exec(
+    encoding_type: type[Encoding], version: tuple[int, int, int], key: bytes
+) -> None:
+    encoding = encoding_type(ServerInfo(version=version, mode="standalone"))
+    data = '{"a":"\u00e9","n":1.50}'.encode()
+    (write,) = encoding.commands(key, 7, 1_700_000_000_000, data)
+    expected = b"".join(pack_command(tuple(c)) for c in [(b"MULTI",), (b"DEL", key), write, (b"EXEC",)])
+    assert encoding.pack_replace(key, 7, 1_700_000_000_000, data) == expected

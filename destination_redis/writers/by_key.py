@@ -10,8 +10,9 @@ Both run in record order in one pipeline, so a later record for the same key win
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import cast
 
 import msgspec
 from msgspec.structs import astuple
@@ -22,7 +23,7 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, RecordError, StreamWriter
-from destination_redis.writers.encoding import Encoding, expire
+from destination_redis.writers.encoding import DEL, EXEC, Encoding, expire
 from destination_redis.writers.encoding import object_fields as _fields
 from destination_redis.writers.ids import IdCounter
 
@@ -30,12 +31,9 @@ CDC_DELETED_AT = "_ab_cdc_deleted_at"
 
 _Ops = list[tuple[bytes, int, bytes] | bytes]
 # A batch packed: its units, their reply counts, their keys, and each upsert's id.
-_Packed = tuple[list[bytes], list[int], list[bytes], list[int]]
+_Packed = tuple[list[bytes], int | list[int], list[bytes], Sequence[int]]
 
-_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
-_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
-_DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"
-_UPSERT = _MULTI + _DEL + b"%s" + _EXEC  # (len(key), key, the write)
+
 
 
 class KeyWriter(StreamWriter):
@@ -123,25 +121,30 @@ class KeyWriter(StreamWriter):
     def _pack(self, ops: _Ops, next_id: int) -> _Packed:
         """One unit per op, packed by hand (no command tuples): `MULTI; DEL; write; [EXPIRE];
         EXEC` under ids from `next_id` on, or a DEL; every command of a unit touches its one key."""
-        pack_at = self.encoding.pack_at
+        pack_replace = self.encoding.pack_replace
         ttl = self.ttl_seconds
         upsert_replies = 5 if ttl else 4
-        parts: list[bytes] = []
+        if not ttl and all(op.__class__ is tuple for op in ops):  # the usual batch: upserts only
+            upserts = cast(list[tuple[bytes, int, bytes]], ops)
+            parts = [pack_replace(key, record_id, emitted_at, data)
+                     for record_id, (key, emitted_at, data) in enumerate(upserts, next_id)]
+            return parts, upsert_replies, [op[0] for op in upserts], range(next_id, next_id + len(ops))
+        parts = []
         replies: list[int] = []
         unit_keys: list[bytes] = []
         ids: list[int] = []
         for op in ops:
             if isinstance(op, bytes):
-                parts.append(_DEL % (len(op), op))
+                parts.append(DEL % (len(op), op))
                 replies.append(1)
                 unit_keys.append(op)
                 ids.append(0)
                 continue
             key, emitted_at, data = op
-            write = pack_at(key, next_id, emitted_at, data)
-            if ttl:
-                write += expire(key, ttl)
-            parts.append(_UPSERT % (len(key), key, write))
+            unit = pack_replace(key, next_id, emitted_at, data)
+            if ttl:  # the EXPIRE goes inside the MULTI, before its EXEC
+                unit = unit[: -len(EXEC)] + expire(key, ttl) + EXEC
+            parts.append(unit)
             replies.append(upsert_replies)
             unit_keys.append(key)
             ids.append(next_id)

@@ -23,6 +23,11 @@ F_DATA = b"_airbyte_data"
 # A JSON object's fields as raw JSON: only the top level is decoded, numbers keep their text.
 object_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"  # (len(key), key)
+REPLACE = MULTI + DEL + b"%s" + EXEC  # (len(key), key, the write)
+
 # (record_id, emitted_at, data) -> the RESP of the record's write (+ EXPIRE): the hot path.
 Packer = Callable[[int, int, bytes], bytes]
 ProbeUnits = list[list[tuple[Any, ...]]]
@@ -46,6 +51,10 @@ class Encoding(ABC):
         """RESP of `commands(...)`: generic packing; types on the hot path pack by hand."""
         commands = self.commands(key, record_id, emitted_at, data)
         return b"".join([pack_command(tuple(command)) for command in commands])
+
+    def pack_replace(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+        """RESP of `MULTI; DEL key; <the write>; EXEC`: the dedup layout's atomic replace."""
+        return REPLACE % (len(key), key, self.pack_at(key, record_id, emitted_at, data))
 
     def id_command(self, key: bytes) -> Command | None:
         """The command whose reply is the record id stored at `key` (for the cleanup of old

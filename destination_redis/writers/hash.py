@@ -10,7 +10,17 @@ from __future__ import annotations
 from functools import partial
 
 from destination_redis.commands import Command
-from destination_redis.writers.encoding import F_DATA, F_EMITTED_AT, F_ID, Encoding, Packer, ProbeUnits
+from destination_redis.writers.encoding import (
+    DEL,
+    EXEC,
+    F_DATA,
+    F_EMITTED_AT,
+    F_ID,
+    MULTI,
+    Encoding,
+    Packer,
+    ProbeUnits,
+)
 
 
 class HashEncoding(Encoding):
@@ -21,6 +31,16 @@ class HashEncoding(Encoding):
 
     def id_command(self, key: bytes) -> Command:
         return (b"HGET", key, F_ID)
+
+    def pack_replace(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+        verb = self.server.hset_verb
+        id_text = b"%d" % record_id
+        emitted_text = b"%d" % emitted_at
+        key_len = len(key)
+        return _REPLACE % (
+            key_len, key, len(verb), verb, key_len, key, len(id_text), id_text, len(emitted_text),
+            emitted_text, len(data), data,
+        )
 
     def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
         verb = self.server.hset_verb
@@ -50,6 +70,9 @@ _HSET_AT = (
     b"*8\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$14\r\n_airbyte_ab_id\r\n$%d\r\n%s\r\n"
     b"$19\r\n_airbyte_emitted_at\r\n$%d\r\n%s\r\n$13\r\n_airbyte_data\r\n$%d\r\n%s\r\n"
 )
+
+
+_REPLACE = MULTI + DEL + _HSET_AT + EXEC  # one formatting for the whole unit
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:
