@@ -576,6 +576,7 @@ def main() -> None:
         if cases:
             print(f"generating {n:,} records ...", flush=True)
             inputs = write_inputs(n, folder)
+            os.sync()  # the file's dirty pages go to disk now, not during the first row's run
             avg_bytes = sum(map(len, inputs[2])) // n
             bench = Bench(connector, inputs, folder, module)
             for case in cases:
