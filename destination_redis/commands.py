@@ -74,6 +74,14 @@ def read_replies(conn: Any, count: int) -> Replies:
     return replies
 
 
+def without_last(replies: list[Any], count: int) -> list[Any]:
+    """All but the last `count` replies (a confirmation's, appended to a share), keeping a clean
+    batch's mark: no line of the whole batch started with `-`, so none of the rest does."""
+    kept = Replies(replies[:-count])
+    kept.clean = replies.__class__ is Replies and replies.clean
+    return kept
+
+
 def first_error(replies: list[Any]) -> hiredis.ReplyError | None:
     """The first error reply, also inside an EXEC's array of replies."""
     if replies.__class__ is Replies and replies.clean:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import hiredis
 import pytest
 
-from destination_redis.commands import Replies, first_error, read_replies
+from destination_redis.commands import Replies, first_error, read_replies, without_last
 
 
 class Conn:
@@ -71,3 +71,16 @@ def test_a_slice_or_plain_list_is_always_scanned() -> None:
     marked.clean = True  # a wrong flag on a Replies would hide it; a plain list never does
     assert first_error(list(marked)) is error
     assert first_error(marked[:2]) is error
+
+
+def test_without_last_keeps_a_clean_mark_and_drops_the_confirmations() -> None:
+    clean = Replies([1, 2, 3])
+    clean.clean = True
+    kept = without_last(clean, 1)
+    assert kept == [1, 2]
+    assert isinstance(kept, Replies)
+    assert kept.clean
+    doubtful = Replies([hiredis.ReplyError("ERR x"), 2, 3])
+    assert not without_last(doubtful, 2).clean
+    assert first_error(without_last(doubtful, 2)) is not None
+    assert not without_last([1, 2], 1).clean  # a plain list carries no mark: scanned

@@ -35,6 +35,7 @@ from destination_redis.commands import (
     first_error,
     pack_command,
     reply_error,
+    without_last,
 )
 from destination_redis.connection.node import Node
 from destination_redis.connection.server import ServerInfo, error_code
@@ -222,10 +223,10 @@ class Router:
             shortfall = None
             if guards:
                 shortfall = self.durability.shortfall(node.where, outcome[-guards:])
-                outcome = outcome[:-guards]
+                outcome = without_last(outcome, guards)
             if confirmations[node]:
                 problem = self.topology.unconfirmed(node, outcome[-1])
-                outcome = outcome[:-1]
+                outcome = without_last(outcome, 1)
                 if problem is not None:  # as after a lost connection: it may or may not stay
                     lost = wait = True
                     retry += units
