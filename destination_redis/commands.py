@@ -74,7 +74,7 @@ def read_replies(conn: Any, count: int) -> Replies:
     return replies
 
 
-def without_last(replies: list[Any], count: int) -> list[Any]:
+def without_last(replies: list[Any], count: int) -> Replies:
     """All but the last `count` replies (a confirmation's, appended to a share), keeping a clean
     batch's mark: no line of the whole batch started with `-`, so none of the rest does."""
     kept = Replies(replies[:-count])

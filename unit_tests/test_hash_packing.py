@@ -59,7 +59,12 @@ from destination_redis.writers.string import StringEncoding  # noqa: E402
 @pytest.mark.parametrize("encoding_type", [HashEncoding, StringEncoding, HashFieldsEncoding, JsonEncoding])
 @pytest.mark.parametrize("version", [(7, 0, 15), (3, 2, 6)])  # HSET / HMSET
 @pytest.mark.parametrize("key", [b":users:1", "ns:\u00e9 %s:{7}".encode(), b"100%:x"])
-@pytest.mark.parametrize("data", [b"{}", '{"a":"\u00e9\\n","n":1.50,"z":null}'.encode()])
+@pytest.mark.parametrize("data", [
+    b"{}",
+    '{"a":"\u00e9\\n","n":1.50,"z":null}'.encode(),
+    '{"s":"a \\"q\\" \\\\ b","o":{"x":[1,null]},"t":true,"f":false,'
+    '"_airbyte_ab_id":"theirs","\u6771":"\u4eac"}'.encode(),
+])
 def test_pack_at_matches_hiredis_packing_of_the_commands(
     encoding_type: type[Encoding], version: tuple[int, int, int], key: bytes, data: bytes
 ) -> None:
