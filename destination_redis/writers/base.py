@@ -35,7 +35,7 @@ class RecordError(Exception):
 
 
 class StreamWriter(ABC):
-    """Owns one stream's keys: prepares them, buffers records, writes them on flush."""
+    """Owns one stream's keys: prepares them, buffers records, hands them over to be written (take)."""
 
     has_counter: ClassVar[bool] = True  # whether `K` is the stream's id counter (not for collections)
 
@@ -82,13 +82,6 @@ class StreamWriter(ABC):
     def take(self) -> tuple[int, Job | None]:
         """Hand over what is buffered: its record count and the job that writes it (None when
         nothing is buffered). The buffer is empty afterwards; the job owns the records."""
-
-    def flush(self) -> int:
-        """Write what is buffered now, in this thread, and wait for it; returns the count."""
-        count, job = self.take()
-        if job is not None:
-            job()
-        return count
 
     @abstractmethod
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:

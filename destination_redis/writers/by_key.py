@@ -23,7 +23,7 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, RecordError, StreamWriter
-from destination_redis.writers.encoding import DEL, EXEC, Encoding, expire
+from destination_redis.writers.encoding import DEL, EXEC, Encoding, expire, json_text
 from destination_redis.writers.encoding import object_fields as _fields
 from destination_redis.writers.ids import IdCounter
 
@@ -80,10 +80,7 @@ class KeyWriter(StreamWriter):
                 f"the primary key field '{'.'.join(path)}' of stream '{self.stream.label}' is missing "
                 f"or null, so the record has no key to be deduplicated on"
             )
-        if text[:1] == b'"':
-            # Without escapes, a JSON string's text is the bytes between its quotes.
-            return text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
-        return text
+        return json_text(text)
 
     def take(self) -> tuple[int, Job | None]:
         """Packed here, on the loader's thread, under the ids the batch will most likely get

@@ -88,6 +88,14 @@ def expire(key: bytes, ttl_seconds: int) -> bytes:
     return b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(ttl), ttl)
 
 
+def json_text(text: bytes) -> bytes:
+    """A JSON value as text: a string's own UTF-8 text (without escapes it is the bytes between
+    its quotes, as they are), anything else its JSON text exactly as the source wrote it."""
+    if text[:1] != b'"':
+        return text
+    return text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
+
+
 def record_object(data: bytes) -> dict[str, msgspec.Raw]:
     """The record's top-level properties, raw; RecordError if `data` is no JSON object."""
     try:

@@ -8,14 +8,26 @@ is overwritten by ours (they come last in the HSET).
 
 from __future__ import annotations
 
-import msgspec
-
 from destination_redis.commands import Command
 from destination_redis.connection.server import ServerInfo
-from destination_redis.writers.encoding import F_EMITTED_AT, F_ID, Encoding, ProbeUnits, record_object
+from destination_redis.writers.encoding import (
+    F_EMITTED_AT,
+    F_ID,
+    Encoding,
+    ProbeUnits,
+    json_text,
+    record_object,
+)
 
 # The id and emitted_at fields that end every record's HSET: (len, id, len, emitted_at).
 _TAIL = b"$14\r\n_airbyte_ab_id\r\n$%d\r\n%s\r\n$19\r\n_airbyte_emitted_at\r\n$%d\r\n%s\r\n"
+
+
+def property_texts(data: bytes) -> list[tuple[str, bytes]]:
+    """The record's top-level properties that become fields, each with its value's text (a null
+    property writes no field)."""
+    return [(name, json_text(text)) for name, raw in record_object(data).items()
+            if (text := bytes(raw)) != b"null"]
 
 
 class HashFieldsEncoding(Encoding):
@@ -27,13 +39,7 @@ class HashFieldsEncoding(Encoding):
 
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
         command: list[bytes | int] = [self.server.hset_verb, key]
-        for name, raw in record_object(data).items():
-            text = bytes(raw)
-            if text == b"null":
-                continue
-            if text[:1] == b'"':
-                # A JSON string without escapes is its UTF-8 text between the quotes as it is.
-                text = text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
+        for name, text in property_texts(data):
             command += [name.encode(), text]
         command += [F_ID, record_id, F_EMITTED_AT, emitted_at]
         return [tuple(command)]
@@ -43,12 +49,7 @@ class HashFieldsEncoding(Encoding):
         property name's bulk string is made once per sync and reused."""
         names = self._names
         parts: list[bytes] = []
-        for name, raw in record_object(data).items():
-            text = bytes(raw)
-            if text == b"null":
-                continue
-            if text[:1] == b'"':
-                text = text[1:-1] if b"\\" not in text else msgspec.json.decode(text, type=str).encode()
+        for name, text in property_texts(data):
             bulk = names.get(name)
             if bulk is None:
                 encoded = name.encode()
