@@ -92,6 +92,17 @@ def _records(start: int, count: int) -> list[str]:
     return [record("users", {"id": i, "name": f"user {i}"}, emitted_at=EMITTED) for i in ids]
 
 
+def _write_batches(tmp_path: Path, config: dict[str, Any], *sizes: int) -> Result:
+    """A write of `sizes[0]` records, a state, `sizes[1]` more, a state, ...: ids from 1 on,
+    each state's cursor the last id before it."""
+    messages: list[str] = []
+    last = 0
+    for size in sizes:
+        messages += [*_records(last + 1, size), stream_state("users", {"cursor": last + size})]
+        last += size
+    return run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+
+
 def _assert_written(result: Result, states: int) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -181,9 +192,7 @@ def test_with_a_replica_states_flow_and_the_records_are_on_the_replica(
     config = primary.config(wait_for_replicas=1)
     message = assert_check_succeeded(check_cli(tmp_path, config))
     assert "confirmed by 1 replica (WAIT 1 10000)" in message, message
-    messages = [*_records(1, 50), stream_state("users", {"cursor": 50}),
-                *_records(51, 50), stream_state("users", {"cursor": 100})]
-    result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+    result = _write_batches(tmp_path, config, 50, 50)
     _assert_written(result, states=2)
     # WAIT returned before the states: the replica has every record now, without waiting.
     on_replica = replica.client()
@@ -230,9 +239,7 @@ def test_waitaof_with_appendonly_states_flow(tmp_path: Path, valkey_aof: RedisSe
     config = valkey_aof.config(wait_for_aof=True)
     message = assert_check_succeeded(check_cli(tmp_path, config))
     assert "fsynced to the append-only file (WAITAOF 1 0 10000)" in message, message
-    messages = [*_records(1, 20), stream_state("users", {"cursor": 20}),
-                *_records(21, 20), stream_state("users", {"cursor": 40})]
-    result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+    result = _write_batches(tmp_path, config, 20, 20)
     _assert_written(result, states=2)
     client = valkey_aof.client()
     assert client.get(":users") == b"40"
@@ -245,8 +252,7 @@ def test_waitaof_with_appendonly_off_fails_check_and_write_before_writing(tmp_pa
         config = server.config(wait_for_aof=True)
         assert_check_failed(check_cli(tmp_path, config), "wait_for_aof needs the append-only file",
                             f"127.0.0.1:{server.port}", "aof_enabled:0")
-        result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG,
-                               stdin=lines(*_records(1, 3), stream_state("users", {"cursor": 3})))
+        result = _write_batches(tmp_path, config, 3)
         assert result.returncode != 0
         assert result.states == []
         (error,) = result.errors
@@ -298,8 +304,7 @@ def test_wait_for_aof_on_redis_7_0_fails_check_and_write_naming_the_version(tmp_
         expected = (f"wait_for_aof needs Redis 7.2 or later (WAITAOF); this server is "
                     f"Redis {binary.version_text}")
         assert_check_failed(check_cli(tmp_path, config), expected)
-        result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG,
-                               stdin=lines(*_records(1, 3), stream_state("users", {"cursor": 3})))
+        result = _write_batches(tmp_path, config, 3)
         assert result.returncode != 0
         assert result.states == []
         (error,) = result.errors
@@ -327,8 +332,7 @@ def test_on_a_cluster_every_primary_written_to_waits_for_its_replica(
             before[address] = _wait_calls(client)
     config = redis_cluster.config(wait_for_replicas=1)
     assert "confirmed by 1 replica (WAIT 1 10000)" in assert_check_succeeded(check_cli(tmp_path, config))
-    messages = [*_records(1, 300), stream_state("users", {"cursor": 300})]
-    result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+    result = _write_batches(tmp_path, config, 300)
     _assert_written(result, states=1)
     for address, keys in redis_cluster.keys_per_primary(":users*").items():
         assert keys, f"no records on {address}: the test needs every primary written to"
@@ -349,8 +353,7 @@ def test_under_sentinel_wait_for_replicas_replaces_the_wait_for_one(
         message = assert_check_succeeded(check_cli(tmp_path, config))
         assert "writes confirmed by 1 replica with WAIT 1 3000 (wait_for_replicas)" in message, message
         assert "confirmed by 1 replica (WAIT 1 3000)" in message, message
-        messages = [*_records(1, 20), stream_state("users", {"cursor": 20})]
-        result = run_connector(WRITE_ARGS, tmp_path, config=config, catalog=CATALOG, stdin=lines(*messages))
+        result = _write_batches(tmp_path, config, 20)
         _assert_written(result, states=1)
         assert master.get(":users") == b"20"
         # More replicas than the group has: check says so at once.
