@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -111,3 +112,10 @@ def _redact_strings(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _redact_strings(item) for key, item in value.items()}
     return value
+
+
+def emit(lines: Iterable[bytes], out: IO[str]) -> None:
+    """Write each protocol line whole and flush at once: the platform checkpoints on it."""
+    for line in lines:
+        out.write(line.decode())
+        out.flush()

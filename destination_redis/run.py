@@ -44,7 +44,7 @@ def execute(args: argparse.Namespace, out: TextIO) -> None:
     could print them.
     """
     if args.command == "spec":
-        _emit(out, protocol.spec_line())
+        protocol.emit([protocol.spec_line()], out)
         return
     if args.command not in ("check", "write"):
         raise config_error(
@@ -61,14 +61,14 @@ def execute(args: argparse.Namespace, out: TextIO) -> None:
             result = run_check(parse_config(raw_config))
         except ConnectorError as exc:  # an invalid config: check answers FAILED, as it always did
             result = CheckResult(False, exc.message)
-        _emit(out, protocol.connection_status_line(result.ok, secrets.redact(result.message)))
+        protocol.emit([protocol.connection_status_line(result.ok, secrets.redact(result.message))], out)
         return
     from destination_redis.catalog import load_catalog
-    from destination_redis.sync import emit, read_lines, write_lines
+    from destination_redis.sync import read_lines, write_lines
 
     config = parse_config(raw_config)
     streams = load_catalog(args.catalog)
-    emit(write_lines(config, streams, read_lines(sys.stdin.buffer)), out)
+    protocol.emit(write_lines(config, streams, read_lines(sys.stdin.buffer)), out)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -80,17 +80,12 @@ def run(argv: list[str] | None = None) -> None:
         execute(parse_args(sys.argv[1:] if argv is None else argv), out)
     except ConnectorError as exc:
         logger.error(exc.message)
-        _emit(out, protocol.error_trace_line(exc))
+        protocol.emit([protocol.error_trace_line(exc)], out)
         sys.exit(1)
     except Exception as exc:  # a bug: logged with its traceback, and a system_error for the platform
         logger.fatal(exc, exc_info=exc)
-        _emit(out, protocol.error_trace_line(exc))
+        protocol.emit([protocol.error_trace_line(exc)], out)
         sys.exit(1)
-
-
-def _emit(out: TextIO, line: bytes) -> None:
-    out.write(line.decode())
-    out.flush()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from destination_redis.catalog import Stream
 from destination_redis.config import RedisConfig
@@ -64,10 +64,3 @@ def read_lines(stream: ByteStream, chunk: int = CHUNK) -> Iterator[bytes]:
         yield from lines
     if pending:
         yield b"".join(pending)
-
-
-def emit(lines: Iterable[bytes], out: IO[str]) -> None:
-    """Write each protocol line whole and flush at once: the platform checkpoints on it."""
-    for line in lines:
-        out.write(line.decode())
-        out.flush()
