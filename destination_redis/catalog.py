@@ -7,9 +7,9 @@ while what the contract needs (stream name, sync mode) is checked with a clear m
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,6 +26,7 @@ class _Model(BaseModel):
 class _Stream(_Model):
     name: str
     namespace: str | None = None
+    json_schema: dict[str, Any] | None = None
 
 
 class _ConfiguredStream(_Model):
@@ -52,6 +53,24 @@ class Stream:
     generation_id: int | None = None
     minimum_generation_id: int | None = None
     primary_key: tuple[tuple[str, ...], ...] = ()
+    # The stream's JSON schema as the catalog gives it (not part of the stream's identity).
+    json_schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    def lacks_property(self, path: tuple[str, ...]) -> bool:
+        """True when the schema lists the properties of the object along `path` and the path's
+        property is not among them: a record can then never have it. Unknown (no schema, an
+        object without a `properties` list, or with additionalProperties): False."""
+        schema: Any = self.json_schema
+        for part in path:
+            if not isinstance(schema, dict):
+                return False
+            properties = schema.get("properties")
+            if not isinstance(properties, dict) or schema.get("additionalProperties") not in (None, False):
+                return False
+            if part not in properties:
+                return True
+            schema = properties[part]
+        return False
 
     @property
     def oldest_kept_generation(self) -> int:
@@ -119,6 +138,7 @@ def parse_catalog(raw: object) -> list[Stream]:
                 generation_id=configured.generation_id,
                 minimum_generation_id=configured.minimum_generation_id,
                 primary_key=primary_key,
+                json_schema=configured.stream.json_schema,
             )
         )
     return streams

@@ -10,6 +10,7 @@ and the probe writes are followed by the same WAIT / WAITAOF a sync sends, which
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,14 @@ from destination_redis import keys
 from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StandaloneTopology
 from destination_redis.connection.server import error_code
 from destination_redis.errors import ConnectStepError
+from destination_redis.key_template import KeyTemplate
 from destination_redis.topology import open_router
 from destination_redis.topology.durability import Durability
 from destination_redis.topology.roles import role_from_info
 from destination_redis.topology.router import Router
 from destination_redis.writers import encoding_of, members_of
 from destination_redis.writers.gates import GateError, require
+from destination_redis.writers.key_rules import refuse_config
 
 logger = logging.getLogger("airbyte")
 
@@ -43,6 +46,7 @@ class CheckResult:
 def run_check(config: RedisConfig) -> CheckResult:
     try:
         # Two attempts: check reports a lost connection now instead of retrying for long.
+        refuse_config(config)  # templates and expiry fields, before connecting
         with open_router(config, attempts=2) as router:
             _ping(router)
             require(router, config.cache_types)
@@ -55,7 +59,7 @@ def run_check(config: RedisConfig) -> CheckResult:
                 tls = " over TLS (each certificate verified for the name its node is announced by)"
             message = (
                 f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
-                f"{_types(config)} can be written{durable}."
+                f"{_types(config)} can be written{durable}.{_key_shapes(config)}"
             )
     except ConnectStepError as exc:
         return CheckResult(False, exc.message)
@@ -66,6 +70,25 @@ def run_check(config: RedisConfig) -> CheckResult:
         return CheckResult(False, str(message))
     logger.info(message)
     return CheckResult(True, message)
+
+
+def _key_shapes(config: RedisConfig) -> str:
+    """What each templated stream's keys look like, e.g. ` Key templates: users: user:{id} ->
+    app:user:<id>.`; expiry from the data, where configured."""
+    shapes = [
+        f"{entry.name if entry.namespace is None else f'{entry.namespace}.{entry.name}'}: "
+        f"{entry.key_template} -> {KeyTemplate.parse(entry.key_template).shape(config.key_prefix)}"
+        for entry in config.streams if entry.key_template
+    ]
+    words = f" Key templates: {'; '.join(shapes)}." if shapes else ""
+    fields = [f"{name} '{value}'" for name, value in (
+        ("expire_at_field", config.expire_at_field), ("ttl_field", config.ttl_field)) if value]
+    for entry in config.streams:
+        pairs = (("expire_at_field", entry.expire_at_field), ("ttl_field", entry.ttl_field))
+        fields += [f"{name} '{value}' ({entry.name})" for name, value in pairs if value]
+    if fields:
+        words += f" Keys expire from the data: {', '.join(fields)}."
+    return words
 
 
 def _types(config: RedisConfig) -> str:
@@ -140,7 +163,18 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
             continue
         encoding = encoding_of(cache_type, router.server)
         units += [*encoding.probe(key), [("EXPIRE", key, 60)]]
+        if _expires_from_data(config):
+            units += [[("PERSIST", key)], [("PEXPIRE", key, 60_000)], [("PEXPIREAT", key, _in_a_minute_ms())]]
         units.append([("MULTI",), ("DEL", key), ("EXEC",)])
+    if any(entry.key_template for entry in config.streams):
+        # A templated stream's key book (key_book.py): shaped like its keys, led by the prefix.
+        book = probe_book_key(config, prefix)
+        units += [
+            [("ZADD", book, 1, f"{prefix}:1")],
+            [("EXPIRE", book, 60)],
+            [("ZRANGEBYSCORE", book, "-inf", "+inf", "WITHSCORES")],
+            [("ZREM", book, f"{prefix}:1")],
+        ]
     if per_record:
         units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
     if router.server.has_unlink:
@@ -169,6 +203,21 @@ def probe_meta_key(config: RedisConfig, prefix: str) -> str:
     """Shaped like a stream's generation bookkeeping, `<key_prefix>_airbyte_meta:<K>` (keys.meta_key),
     so that an ACL key pattern refusing those is found by check rather than by the first refresh."""
     return keys.meta_key(prefix[len(config.key_prefix):].encode(), config.key_prefix).decode()
+
+
+def probe_book_key(config: RedisConfig, prefix: str) -> str:
+    """Shaped like a templated stream's key book (keys.owned_keys_book), for ACL key patterns."""
+    return keys.owned_keys_book(prefix[len(config.key_prefix):].encode(), config.key_prefix, 0).decode()
+
+
+def _expires_from_data(config: RedisConfig) -> bool:
+    return bool(config.expire_at_field or config.ttl_field) or any(
+        entry.expire_at_field or entry.ttl_field for entry in config.streams
+    )
+
+
+def _in_a_minute_ms() -> int:
+    return int((time.time() + 60) * 1000)
 
 
 def stage_key(config: RedisConfig, key: str) -> str:
@@ -203,7 +252,8 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
                 name = str(command[0])
                 code = error_code(reply)
                 if code == "NOPERM":
-                    if name != "EXPIRE" or config.ttl_seconds:  # EXPIRE: only syncs with a TTL
+                    if name != "EXPIRE" or config.ttl_seconds or _expires_from_data(config):
+                        # EXPIRE: only syncs with a TTL
                         denied.setdefault(name, str(reply))
                 elif code in ("EXECABORT", "ERR") and name == "EXEC":
                     continue  # a denied MULTI or DEL made EXEC fail; that one is reported
@@ -216,6 +266,7 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
         extra = [stage_key(config, key) for key, _ in probes] + [
             keys.sibling_key(key.encode(), keys.BATCHES, config.key_prefix).decode() for key, _ in probes
         ]
+        extra.append(probe_book_key(config, prefix))
         _cleanup(router, [prefix, probe_meta_key(config, prefix), *(key for key, _ in probes), *extra])
     if denied:
         raise _denied(router, config, denied)

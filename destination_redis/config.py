@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from destination_redis.errors import config_error
+from destination_redis.key_template import KeyTemplate, TemplateError
 
 
 class _Model(BaseModel):
@@ -103,6 +104,16 @@ COLLECTION_TYPES: frozenset[str] = frozenset({"list", "set", "sorted_set", "stre
 MAX_WAIT_TIMEOUT_MS = 25_000
 
 
+def _valid_template(value: str | None) -> str | None:
+    """A key_template's syntax is checked with the config, so `check` refuses a bad one too."""
+    if value is not None:
+        try:
+            KeyTemplate.parse(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class StreamOverride(_Model):
     """Settings for one stream; without `namespace` it applies to that name in every namespace."""
 
@@ -111,6 +122,14 @@ class StreamOverride(_Model):
     cache_type: CacheType | None = None
     ttl_seconds: int | None = Field(None, ge=0)
     score_field: str | None = Field(None, min_length=1)
+    key_template: str | None = None
+    expire_at_field: str | None = Field(None, min_length=1)
+    ttl_field: str | None = Field(None, min_length=1)
+
+    _blank_to_none = field_validator("key_template", "expire_at_field", "ttl_field", mode="before")(
+        lambda value: None if value == "" else value
+    )
+    _template = field_validator("key_template")(_valid_template)
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,13 @@ class StreamSettings:
     cache_type: CacheType
     ttl_seconds: int | None  # None: keys never expire
     score_field: str | None = None  # sorted_set: the top-level property that scores; None: emitted_at
+    key_template: str | None = None  # the record keys' names (key_template.py); None: K:<id> / K:<pk>
+    expire_at_field: str | None = None  # a top-level property holding when the record's key expires
+    ttl_field: str | None = None  # a top-level property holding the record key's seconds to live
+
+    @property
+    def expires_from_data(self) -> bool:
+        return self.expire_at_field is not None or self.ttl_field is not None
 
 
 def _empty_to_none(value: Any) -> Any:
@@ -136,6 +162,8 @@ class RedisConfig(_Model):
     cache_type: CacheType = "hash"
     ttl_seconds: int | None = Field(None, ge=0)
     score_field: str | None = None
+    expire_at_field: str | None = None
+    ttl_field: str | None = None
     key_prefix: str = ""
     streams: list[StreamOverride] = []
     ssl: bool = False
@@ -148,7 +176,9 @@ class RedisConfig(_Model):
     wait_timeout_ms: int = Field(10_000, ge=1, le=MAX_WAIT_TIMEOUT_MS)
     wait_for_aof: bool = False
 
-    _blank_to_none = field_validator("username", "password", "score_field", mode="before")(_empty_to_none)
+    _blank_to_none = field_validator(
+        "username", "password", "score_field", "expire_at_field", "ttl_field", mode="before"
+    )(_empty_to_none)
 
     @field_validator("host")
     @classmethod
@@ -159,12 +189,23 @@ class RedisConfig(_Model):
         """The stream's cache type and TTL: an override naming its namespace wins over one
         without a namespace, which wins over the top-level settings. ("" is no namespace.)"""
         cache_type, ttl, score_field = self.cache_type, self.ttl_seconds, self.score_field
-        matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
-        for override in sorted(matches, key=lambda o: o.namespace is not None):
+        expire_at_field, ttl_field = self.expire_at_field, self.ttl_field
+        template = None
+        for override in self.overrides_for(namespace, name):
             cache_type = override.cache_type or cache_type
             ttl = override.ttl_seconds if override.ttl_seconds is not None else ttl
             score_field = override.score_field or score_field
-        return StreamSettings(cache_type, ttl or None, score_field)  # 0 means no TTL
+            template = override.key_template or template
+            expire_at_field = override.expire_at_field or expire_at_field
+            ttl_field = override.ttl_field or ttl_field
+        return StreamSettings(  # ttl 0 means no TTL
+            cache_type, ttl or None, score_field, template, expire_at_field, ttl_field
+        )
+
+    def overrides_for(self, namespace: str, name: str) -> list[StreamOverride]:
+        """The `streams` entries of a stream, the one naming its namespace last (it wins)."""
+        matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
+        return sorted(matches, key=lambda o: o.namespace is not None)
 
     @property
     def cache_types(self) -> set[CacheType]:

@@ -8,6 +8,8 @@ SCAN returns is filtered again, so look-alikes such as `K:12:x` or `K:abc` are n
 from __future__ import annotations
 
 import binascii
+import functools
+import itertools
 import re
 
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
@@ -123,13 +125,51 @@ def sibling_key(stream: bytes, suffix: bytes, prefix: str = "") -> bytes:
     tagged = prefix.encode() + b"{" + stream + b"}:" + suffix
     if hash_tag(tagged) == stream:
         return tagged
-    slot = _slot(stream)
+    slot = key_slot(stream)
     n = 0
-    while _slot(candidate := b"%s:%s:%d" % (stream, suffix, n)) != slot:
+    while key_slot(candidate := b"%s:%s:%d" % (stream, suffix, n)) != slot:
         n += 1
     return candidate
 
 
-def _slot(key: bytes) -> int:
+SLOTS = 16384
+
+
+def key_slot(key: bytes) -> int:
+    """The hash slot of `key` (CRC16 of its hash tag, else of the whole key), as Redis Cluster
+    computes it: a property of the name, the same on every topology."""
     tag = hash_tag(key)
-    return binascii.crc_hqx(key if tag is None else tag, 0) % 16384
+    return binascii.crc_hqx(key if tag is None else tag, 0) % SLOTS
+
+
+_TAG_ALPHABET = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@functools.cache
+def slot_tags() -> tuple[bytes, ...]:
+    """For each hash slot, a short tag (1 to 3 characters of [0-9a-zA-Z]) that hashes to it: the
+    first in a fixed order, so the same on every run. Built once, on first use (~0.1 s)."""
+    table: list[bytes | None] = [None] * SLOTS
+    left = SLOTS
+    crc = binascii.crc_hqx
+    for length in (1, 2, 3):
+        for combo in itertools.product(_TAG_ALPHABET, repeat=length):
+            tag = bytes(combo)
+            slot = crc(tag, 0) % SLOTS
+            if table[slot] is None:
+                table[slot] = tag
+                left -= 1
+        if not left:
+            break
+    if left:  # cannot happen for CRC16: 3 characters of 62 reach every slot
+        raise RuntimeError("no tag found for some hash slots")
+    return tuple(tag for tag in table if tag is not None)
+
+
+def owned_keys_book(stream: bytes, prefix: str, slot: int) -> bytes:
+    """Where a templated stream records the keys it wrote in hash slot `slot` (a sorted set in
+    that slot): `<prefix>_airbyte_meta:{<tag>}:<namespace>:<name>:keys`, `stream` being the
+    stream key without the prefix. Our tag comes before the stream's name, so braces in a name
+    cannot move it; a key_prefix with a hash tag of its own puts every key of the stream, books
+    included, in that tag's slot."""
+    return b"%s_airbyte_meta:{%s}:%s:keys" % (prefix.encode(), slot_tags()[slot], stream)

@@ -9,16 +9,20 @@ from destination_redis.catalog import Stream
 from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StreamSettings
 from destination_redis.connection.server import ServerInfo
 from destination_redis.errors import config_error
+from destination_redis.key_template import KeyTemplate
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.by_id import IdWriter
 from destination_redis.writers.by_key import KeyWriter
+from destination_redis.writers.by_template import TemplateWriter
 from destination_redis.writers.collection import CollectionWriter
 from destination_redis.writers.encoding import Encoding
+from destination_redis.writers.expiry import Expiry
 from destination_redis.writers.gates import GateError, require
 from destination_redis.writers.hash import HashEncoding
 from destination_redis.writers.hash_fields import HashFieldsEncoding
 from destination_redis.writers.json import JsonEncoding
+from destination_redis.writers.key_rules import refuse_collisions, refuse_config, refuse_stream
 from destination_redis.writers.list_type import ListMembers
 from destination_redis.writers.members import Members
 from destination_redis.writers.set_type import SetMembers
@@ -41,32 +45,38 @@ def encoding_of(cache_type: CacheType, server: ServerInfo) -> Encoding:
 def make_writers(config: RedisConfig, streams: list[Stream], router: Router) -> dict[Stream, StreamWriter]:
     """One writer per stream; refuses (config_error) before anything is written when a stream's
     cache type cannot be synced as asked on this server."""
+    refuse_config(config)
     chosen = {stream: config.settings_for(stream.namespace, stream.name) for stream in streams}
     for stream, settings in chosen.items():
         _refuse_unsupported(stream, settings)
+    refuse_collisions(
+        [(f"'{stream.label}'", settings.key_template) for stream, settings in chosen.items()],
+        config.key_prefix,
+    )
     try:
         require(router, {settings.cache_type for settings in chosen.values()})
     except GateError as exc:
         raise config_error(str(exc)) from None
-    return {
-        stream: make_writer(
-            stream, router, settings.cache_type, settings.ttl_seconds, config.key_prefix, settings.score_field
-        )
-        for stream, settings in chosen.items()
-    }
+    prefix = config.key_prefix
+    return {stream: make_writer(stream, router, settings, prefix) for stream, settings in chosen.items()}
 
 
 def make_writer(
-    stream: Stream, router: Router, cache_type: CacheType = "hash", ttl_seconds: int | None = None,
-    key_prefix: str = "", score_field: str | None = None,
+    stream: Stream, router: Router, settings: StreamSettings | None = None, key_prefix: str = ""
 ) -> StreamWriter:
+    settings = settings or StreamSettings("hash", None)
+    cache_type, ttl_seconds = settings.cache_type, settings.ttl_seconds
     if cache_type in MEMBERS:
         key = keys.stream_key(stream.namespace, stream.name, key_prefix)
-        members = MEMBERS[cache_type](router, key, key_prefix, score_field)
+        members = MEMBERS[cache_type](router, key, key_prefix, settings.score_field)
         return CollectionWriter(stream, router, members, ttl_seconds, key_prefix)
     encoding = encoding_of(cache_type, router.server)
+    expiry = Expiry(settings.expire_at_field, settings.ttl_field, ttl_seconds)
+    if settings.key_template is not None:
+        template = KeyTemplate.parse(settings.key_template)
+        return TemplateWriter(stream, router, encoding, template, ttl_seconds, key_prefix, expiry)
     addressing = KeyWriter if stream.sync_mode == "append_dedup" else IdWriter
-    return addressing(stream, router, encoding, ttl_seconds, key_prefix)
+    return addressing(stream, router, encoding, ttl_seconds, key_prefix, expiry)
 
 
 def members_of(cache_type: CacheType, router: Router, stream_key: bytes, key_prefix: str = "") -> Members:
@@ -78,11 +88,16 @@ def _refuse_unsupported(stream: Stream, settings: StreamSettings) -> None:
     """What a cache type cannot do, refused before anything is written:
     - a collection with append_dedup (its members have no key to replace), or with an append
       that would remove some generations and keep others (its members carry no generation);
+    - a key template the stream cannot use (key_rules.refuse_stream);
     - `string` + append_dedup + a refresh that deletes: a SET value carries no record id, so the
-      keys older generations wrote cannot be told from current ones (see string.py)."""
+      keys older generations wrote cannot be told from current ones (see string.py), unless a
+      key template records the keys (key_book.py)."""
     cache_type = settings.cache_type
+    refuse_stream(stream, settings)
     if cache_type in COLLECTION_TYPES:
         _refuse_for_collection(stream, cache_type)
+    if settings.key_template is not None:
+        return
     if cache_type == "string" and stream.sync_mode == "append_dedup" and stream.oldest_kept_generation > 0:
         raise config_error(
             f"Stream '{stream.label}': cache_type 'string' cannot take append_dedup with a refresh "

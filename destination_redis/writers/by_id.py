@@ -7,7 +7,11 @@ duplicating records. The value at each key is the Encoding's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import cast
+
+from msgspec.structs import astuple
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
@@ -15,27 +19,43 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys, delete_named
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, StreamWriter
-from destination_redis.writers.encoding import Encoding
+from destination_redis.writers.encoding import Encoding, Packer
+from destination_redis.writers.expiry import Expiry
+from destination_redis.writers.fields import fields_decoder
 from destination_redis.writers.ids import IdCounter
+
+_Column = list[int] | list[bytes]
 
 
 class IdWriter(StreamWriter):
     def __init__(
         self, stream: Stream, router: Router, encoding: Encoding, ttl_seconds: int | None = None,
-        key_prefix: str = "",
+        key_prefix: str = "", expiry: Expiry | None = None,
     ) -> None:
         super().__init__(stream, router, ttl_seconds, key_prefix)
         self.encoding = encoding
-        self._pack = encoding.packer(self.key, ttl_seconds)
         self._ids = IdCounter(self.key, router)
         self._emitted: list[int] = []
         self._data: list[bytes] = []
         self._taken = 0  # batches handed over
+        self._expiries: list[bytes] = []  # per record: its expiry command, the key left open
+        if expiry is not None and expiry.from_data:
+            # Expiry from the data: the properties are read (and checked) as each record is added,
+            # so a bad value names its line; the record's write is followed by its own command.
+            self._resolve = expiry.resolve
+            self._expiry_values = fields_decoder(list(expiry.fields))
+            write = encoding.packer(self.key, None)
+            self._pack: Callable[..., bytes] = partial(_with_expiry, write, self.key)
+        else:
+            self._pack = encoding.packer(self.key, ttl_seconds)  # EXPIRE baked in
+        self._expires_from_data = expiry is not None and expiry.from_data
 
     def add(self, emitted_at: int, data: bytes) -> None:
         # The reader has checked that `data` is a JSON object: every encoding can store it.
         self._emitted.append(emitted_at)
         self._data.append(data)
+        if self._expires_from_data:
+            self._expiries.append(self._resolve(astuple(self._expiry_values(data))))
 
     def take(self) -> tuple[int, Job | None]:
         """The batch is packed here, on the loader's thread, under the ids it will most likely
@@ -43,20 +63,25 @@ class IdWriter(StreamWriter):
         count = len(self._data)
         if not count:
             return 0, None
-        emitted, data = self._emitted, self._data
+        # What `_pack` takes after the id, per record: emitted_at, data (and the expiry command).
+        columns: list[_Column] = [self._emitted, self._data]
+        if self._expires_from_data:
+            columns.append(self._expiries)
+            self._expiries = []
         self._emitted, self._data = [], []
         self._taken += 1
         guess = self._ids.guess(self._taken)
-        parts = None if guess is None else list(map(self._pack, range(guess, guess + count), emitted, data))
-        return count, partial(self._write, self._taken, guess, parts, emitted, data)
+        parts = None if guess is None else list(map(self._pack, range(guess, guess + count), *columns))
+        return count, partial(self._write, self._taken, guess, parts, columns)
 
     def _write(
-        self, number: int, guess: int | None, parts: list[bytes] | None, emitted: list[int], data: list[bytes]
+        self, number: int, guess: int | None, parts: list[bytes] | None, columns: list[_Column]
     ) -> None:
+        emitted, data = cast(list[int], columns[0]), cast(list[bytes], columns[1])
         count = len(data)
         first_id = self._ids.reserve(count, number)
         if parts is None or first_id != guess:
-            parts = list(map(self._pack, range(first_id, first_id + count), emitted, data))
+            parts = list(map(self._pack, range(first_id, first_id + count), *columns))
         record_key = keys.record_key
         key = self.key
 
@@ -67,7 +92,7 @@ class IdWriter(StreamWriter):
 
         self.router.run_units(
             parts,
-            2 if self.ttl_seconds else 1,  # the write (+ EXPIRE): one unit per record, one key
+            2 if self.ttl_seconds or self._expires_from_data else 1,  # the write (+ expiry), one key
             lambda i: record_key(key, first_id + i),
             describe,
             want_replies=False,
@@ -93,3 +118,10 @@ class IdWriter(StreamWriter):
 
         return delete_keys(self.router, keys.record_scan_pattern(self.key), choose)
 
+
+def _with_expiry(
+    write: Packer, stream_key: bytes, record_id: int, emitted_at: int, data: bytes, expiry: bytes
+) -> bytes:
+    """The record's write, then its expiry command completed with its key `K:<id>`."""
+    key = keys.record_key(stream_key, record_id)
+    return write(record_id, emitted_at, data) + expiry % (len(key), key)

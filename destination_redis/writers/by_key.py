@@ -10,9 +10,9 @@ Both run in record order in one pipeline, so a later record for the same key win
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import cast
+from typing import ClassVar, cast
 
 import msgspec
 from msgspec.structs import astuple
@@ -23,57 +23,74 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, RecordError, StreamWriter
-from destination_redis.writers.encoding import DEL, EXEC, Encoding, expire, json_text
-from destination_redis.writers.encoding import object_fields as _fields
+from destination_redis.writers.encoding import DEL, EXEC, Encoding, json_text
+from destination_redis.writers.expiry import Expiry
+from destination_redis.writers.fields import fields_decoder, follow
 from destination_redis.writers.ids import IdCounter
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 
-_Ops = list[tuple[bytes, int, bytes] | bytes]
+_Ops = list[tuple[bytes, int, bytes, bytes] | bytes]
 # A batch packed: its units, their reply counts, their keys, and each upsert's id.
 _Packed = tuple[list[bytes], int | list[int], list[bytes], Sequence[int]]
-
-
 
 
 class KeyWriter(StreamWriter):
     def __init__(
         self, stream: Stream, router: Router, encoding: Encoding, ttl_seconds: int | None = None,
-        key_prefix: str = "",
+        key_prefix: str = "", expiry: Expiry | None = None,
     ) -> None:
         super().__init__(stream, router, ttl_seconds, key_prefix)
         self.encoding = encoding
+        self.expiry = expiry or Expiry(None, None, ttl_seconds)
         self._ids = IdCounter(self.key, router)
-        self._ops: list[tuple[bytes, int, bytes] | bytes] = []  # (key, emitted_at, data) or a key to delete
+        self._ops: _Ops = []  # (key, emitted_at, data, expire) or a key to delete
         self._upserts = 0
         self._taken = 0  # batches with upserts handed over (each reserves ids)
-        # The record's top-level properties the key needs, then _ab_cdc_deleted_at: decoded into
-        # a struct of just those (msgspec skips the other properties without building them).
-        names = list(dict.fromkeys([*(path[0] for path in stream.primary_key), CDC_DELETED_AT]))
-        self._paths = [(names.index(path[0]), path) for path in stream.primary_key]
+        # The record's top-level properties the key and its expiry need, then _ab_cdc_deleted_at:
+        # decoded into a struct of just those (msgspec skips the other properties).
+        paths = self.key_paths()
+        names = list(dict.fromkeys([*(path[0] for path in paths), *self.expiry.fields, CDC_DELETED_AT]))
+        self._paths = [(names.index(path[0]), path) for path in paths]
+        self._expiry_at = [names.index(name) for name in self.expiry.fields]
         self._deleted_at = names.index(CDC_DELETED_AT)
-        self._key_fields = _key_fields_decoder(names)
+        self._key_fields = fields_decoder(names)
+
+    def key_paths(self) -> Sequence[tuple[str, ...]]:
+        """The paths of the values a record's key is made of: the primary key."""
+        return self.stream.primary_key
+
+    def address(self, values: list[msgspec.Raw | None]) -> bytes:
+        """The record's key from the values at `key_paths` (None: absent): `K:<pk>`."""
+        paths = [path for _, path in self._paths]
+        return keys.dedup_key(
+            self.key, [self._component(value, path) for value, path in zip(values, paths, strict=True)]
+        )
+
+    def record_extra(self, key: bytes, record_id: int) -> bytes:
+        """Commands written in the record's MULTI after its write and expiry (one reply each)."""
+        return b""
+
+    extra_replies: ClassVar[int] = 0  # how many commands `record_extra` packs
+
+    def delete_unit(self, key: bytes) -> tuple[bytes, int]:
+        """A CDC delete of `key`: its RESP and reply count."""
+        return DEL % (len(key), key), 1
 
     def add(self, emitted_at: int, data: bytes) -> None:
         found = astuple(self._key_fields(data))  # only the fields the key needs are decoded
-        key = keys.dedup_key(
-            self.key, [self._component(found[top], path) for top, path in self._paths]
-        )
+        key = self.address([follow(found[top], path) for top, path in self._paths])
         deleted_at = found[self._deleted_at]
         if bytes(deleted_at) != b"null":
             self._ops.append(key)
-        else:
-            self._ops.append((key, emitted_at, data))
-            self._upserts += 1
+            return
+        expire = self.expiry.pack(key, [found[i] for i in self._expiry_at]) if self.expiry.active else b""
+        self._ops.append((key, emitted_at, data, expire))
+        self._upserts += 1
 
-    def _component(self, raw: msgspec.Raw, path: tuple[str, ...]) -> bytes:
+    def _component(self, value: msgspec.Raw | None, path: tuple[str, ...]) -> bytes:
         """One primary key value as UTF-8 text: a string as it is, anything else as its JSON
-        text exactly as the source wrote it (no float rounding, integers of any size). `raw` is
-        the value of the path's first property; the rest of the path is followed from there."""
-        value: msgspec.Raw | None = raw
-        for part in path[1:]:
-            fields = _fields(value) if value is not None and bytes(value)[:1] == b"{" else None
-            value = fields.get(part) if fields is not None else None
+        text exactly as the source wrote it (no float rounding, integers of any size)."""
         text = bytes(value) if value is not None else b"null"
         if text == b"null":
             raise RecordError(
@@ -110,37 +127,41 @@ class KeyWriter(StreamWriter):
             op = ops[index]
             if isinstance(op, bytes):
                 return (b"DEL", op)
-            key, emitted_at, data = op
+            key, emitted_at, data, _ = op
             return self.encoding.commands(key, ids[index], emitted_at, data)[0]
 
         self.router.run_units(parts, replies, unit_keys.__getitem__, describe, want_replies=False)
 
     def _pack(self, ops: _Ops, next_id: int) -> _Packed:
-        """One unit per op, packed by hand (no command tuples): `MULTI; DEL; write; [EXPIRE];
-        EXEC` under ids from `next_id` on, or a DEL; every command of a unit touches its one key."""
+        """One unit per op, packed by hand (no command tuples): `MULTI; DEL; write; [expiry];
+        [extra]; EXEC` under ids from `next_id` on, or a delete; every command of a unit touches
+        its one key's hash slot."""
         pack_replace = self.encoding.pack_replace
-        ttl = self.ttl_seconds
-        upsert_replies = 5 if ttl else 4
-        if not ttl and all(op.__class__ is tuple for op in ops):  # the usual batch: upserts only
-            upserts = cast(list[tuple[bytes, int, bytes]], ops)
+        extra = self.extra_replies
+        if not self.expiry.active and not extra and all(op.__class__ is tuple for op in ops):
+            # the usual batch: upserts only, nothing but the replace
+            upserts = cast(list[tuple[bytes, int, bytes, bytes]], ops)
             parts = [pack_replace(key, record_id, emitted_at, data)
-                     for record_id, (key, emitted_at, data) in enumerate(upserts, next_id)]
-            return parts, upsert_replies, [op[0] for op in upserts], range(next_id, next_id + len(ops))
+                     for record_id, (key, emitted_at, data, _) in enumerate(upserts, next_id)]
+            return parts, 4, [op[0] for op in upserts], range(next_id, next_id + len(ops))
         parts = []
         replies: list[int] = []
         unit_keys: list[bytes] = []
         ids: list[int] = []
+        upsert_replies = 4 + extra + bool(self.expiry.active)
+        record_extra = self.record_extra
         for op in ops:
             if isinstance(op, bytes):
-                parts.append(DEL % (len(op), op))
-                replies.append(1)
+                part, count = self.delete_unit(op)
+                parts.append(part)
+                replies.append(count)
                 unit_keys.append(op)
                 ids.append(0)
                 continue
-            key, emitted_at, data = op
+            key, emitted_at, data, expire = op
             unit = pack_replace(key, next_id, emitted_at, data)
-            if ttl:  # the EXPIRE goes inside the MULTI, before its EXEC
-                unit = unit[: -len(EXEC)] + expire(key, ttl) + EXEC
+            if expire or extra:  # inside the MULTI, before its EXEC
+                unit = unit[: -len(EXEC)] + expire + record_extra(key, next_id) + EXEC
             parts.append(unit)
             replies.append(upsert_replies)
             unit_keys.append(key)
@@ -171,16 +192,3 @@ class KeyWriter(StreamWriter):
         if command is None:  # make_writer refuses such a type with a refresh that deletes
             raise ValueError(f"cache type '{self.encoding.name}' stores no record id")
         return command
-
-
-_NULL = msgspec.Raw(b"null")
-
-
-def _key_fields_decoder(names: list[str]) -> Callable[[bytes], msgspec.Struct]:
-    """Decodes a record's JSON object into a struct of the named top-level properties, each as
-    raw JSON (`null` where absent). Field names are f0, f1, ... renamed to the property names,
-    so any property name works."""
-    fields = [(f"f{i}", msgspec.Raw, _NULL) for i in range(len(names))]
-    rename = {f"f{i}": name for i, name in enumerate(names)}
-    struct = msgspec.defstruct("KeyFields", fields, rename=rename)
-    return msgspec.json.Decoder(struct).decode

@@ -1,0 +1,75 @@
+"""Addressing by key template: each record at the key its template renders (`user:{id}` ->
+`<prefix>user:42`), the key the application reads.
+
+The rendered key identifies the record in every sync mode, so every upsert is the dedup
+layout's atomic replace (`MULTI; DEL; write; [expiry]; ZADD <book>; EXEC`) and a CDC delete
+deletes the key. Ids still come from the counter `K` and are stored in the value where the
+cache type can. Which keys the stream owns is recorded in its key book (key_book.py), in the
+same MULTI as each write: an overwrite or refresh deletes only those, never an application key
+of the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from destination_redis import keys
+from destination_redis.catalog import Stream
+from destination_redis.key_template import KeyTemplate
+from destination_redis.topology.router import Router
+from destination_redis.writers.base import RecordError
+from destination_redis.writers.by_key import KeyWriter
+from destination_redis.writers.encoding import DEL, EXEC, MULTI, Encoding, json_text
+from destination_redis.writers.expiry import Expiry
+from destination_redis.writers.key_book import KeyBook
+
+
+class TemplateWriter(KeyWriter):
+    extra_replies = 1  # the ZADD recording the key
+
+    def __init__(
+        self, stream: Stream, router: Router, encoding: Encoding, template: KeyTemplate,
+        ttl_seconds: int | None = None, key_prefix: str = "", expiry: Expiry | None = None,
+    ) -> None:
+        self.template = template
+        self._prefix = key_prefix.encode()
+        super().__init__(stream, router, encoding, ttl_seconds, key_prefix, expiry)
+        self.book = KeyBook(keys.stream_key(stream.namespace, stream.name), key_prefix, router, encoding)
+
+    def key_paths(self) -> Sequence[tuple[str, ...]]:
+        return self.template.paths
+
+    def address(self, values: list[msgspec.Raw | None]) -> bytes:
+        texts = [self._text(value, path) for value, path in zip(values, self.template.paths, strict=True)]
+        key = self.template.render(self._prefix, texts)
+        if not key:
+            raise RecordError(
+                f"the key_template '{self.template.text}' of stream '{self.stream.label}' renders an "
+                f"empty key for this record"
+            )
+        return key
+
+    def _text(self, value: msgspec.Raw | None, path: tuple[str, ...]) -> bytes:
+        """A placeholder's value as it is inserted: a string's text, a number as the source
+        wrote it, true/false; a missing or null value, or an object or array, has no key."""
+        text = bytes(value) if value is not None else b"null"
+        if text == b"null" or text[:1] in (b"{", b"["):
+            what = "missing or null" if text == b"null" else f"an {'object' if text[:1] == b'{' else 'array'}"
+            raise RecordError(
+                f"the key_template '{self.template.text}' of stream '{self.stream.label}' needs "
+                f"'{'.'.join(path)}', which is {what} in this record"
+            )
+        return json_text(text)
+
+    def record_extra(self, key: bytes, record_id: int) -> bytes:
+        return self.book.record(key, record_id)
+
+    def delete_unit(self, key: bytes) -> tuple[bytes, int]:
+        """`MULTI; DEL key; ZREM <book> key; EXEC`: the key and its entry go together."""
+        return MULTI + DEL % (len(key), key) + self.book.forget(key) + EXEC, 4
+
+    def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
+        """The keys this stream recorded, last written below `first_kept_id` (None: all)."""
+        return self.book.delete_older_than(first_kept_id)
