@@ -11,6 +11,7 @@ of the same shape.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import msgspec
@@ -24,6 +25,8 @@ from destination_redis.writers.by_key import KeyWriter
 from destination_redis.writers.encoding import DEL, EXEC, MULTI, Encoding, json_text
 from destination_redis.writers.expiry import Expiry
 from destination_redis.writers.key_book import KeyBook
+
+logger = logging.getLogger("airbyte")
 
 
 class TemplateWriter(KeyWriter):
@@ -69,6 +72,18 @@ class TemplateWriter(KeyWriter):
     def delete_unit(self, key: bytes) -> tuple[bytes, int]:
         """`MULTI; DEL key; ZREM <book> key; EXEC`: the key and its entry go together."""
         return MULTI + DEL % (len(key), key) + self.book.forget(key) + EXEC, 4
+
+    def complete(self) -> None:
+        """After the base's cleanup of older generations: where keys expire, the entries of keys
+        that are gone are forgotten, so that the books of an append-only stream stay as large as
+        what it holds."""
+        super().complete()
+        if self.expiry.active:
+            forgotten = self.book.forget_expired()
+            if forgotten:
+                logger.info(
+                    f"Stream '{self.stream.label}': forgot {forgotten} recorded keys that have expired."
+                )
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
         """The keys this stream recorded, last written below `first_kept_id` (None: all)."""

@@ -78,6 +78,19 @@ class KeyBook:
                 deleted += int(replies[-1][0])
         return deleted
 
+    def forget_expired(self) -> int:
+        """Remove the entries of keys that no longer exist (expired, or deleted by a past expiry
+        time): for streams whose keys expire, so that an append-only stream's books do not grow
+        with keys long gone. One EXISTS per entry; returns how many entries went."""
+        forgotten = 0
+        for book, entries in self._old_entries(None):
+            replies = self.router.run([(b"EXISTS", key) for key, _ in entries])
+            gone = [key for (key, _), exists in zip(entries, replies, strict=True) if not exists]
+            if gone:
+                self.router.run([(b"ZREM", book, *gone)])
+                forgotten += len(gone)
+        return forgotten
+
     def _old_entries(self, first_kept_id: int | None) -> Iterator[tuple[bytes, list[tuple[bytes, int]]]]:
         """(book, [(key, id), ...]) for every book with entries below the cutoff."""
         upper = b"+inf" if first_kept_id is None else b"(%d" % first_kept_id
