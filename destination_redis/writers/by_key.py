@@ -23,7 +23,7 @@ from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, RecordError, StreamWriter
-from destination_redis.writers.encoding import DEL, EXEC, Encoding, json_text
+from destination_redis.writers.encoding import DEL, Encoding, json_text
 from destination_redis.writers.expiry import Expiry
 from destination_redis.writers.fields import fields_decoder, follow
 from destination_redis.writers.ids import IdCounter
@@ -55,17 +55,17 @@ class KeyWriter(StreamWriter):
         self._expiry_at = [names.index(name) for name in self.expiry.fields]
         self._deleted_at = names.index(CDC_DELETED_AT)
         self._key_fields = fields_decoder(names)
+        self._expires = self.expiry.active
+        self._expire = self.expiry.pack
 
     def key_paths(self) -> Sequence[tuple[str, ...]]:
         """The paths of the values a record's key is made of: the primary key."""
         return self.stream.primary_key
 
-    def address(self, values: list[msgspec.Raw | None]) -> bytes:
-        """The record's key from the values at `key_paths` (None: absent): `K:<pk>`."""
-        paths = [path for _, path in self._paths]
-        return keys.dedup_key(
-            self.key, [self._component(value, path) for value, path in zip(values, paths, strict=True)]
-        )
+    def address(self, found: tuple[msgspec.Raw, ...]) -> bytes:
+        """The record's key from its decoded properties (`found`, indexed as `self._paths`):
+        `K:<pk>`."""
+        return keys.dedup_key(self.key, [self._component(found[top], path) for top, path in self._paths])
 
     def record_extra(self, key: bytes, record_id: int) -> bytes:
         """Commands written in the record's MULTI after its write and expiry (one reply each)."""
@@ -79,18 +79,19 @@ class KeyWriter(StreamWriter):
 
     def add(self, emitted_at: int, data: bytes) -> None:
         found = astuple(self._key_fields(data))  # only the fields the key needs are decoded
-        key = self.address([follow(found[top], path) for top, path in self._paths])
-        deleted_at = found[self._deleted_at]
-        if bytes(deleted_at) != b"null":
+        key = self.address(found)
+        if bytes(found[self._deleted_at]) != b"null":
             self._ops.append(key)
             return
-        expire = self.expiry.pack(key, [found[i] for i in self._expiry_at]) if self.expiry.active else b""
+        expire = self._expire(key, [found[i] for i in self._expiry_at]) if self._expires else b""
         self._ops.append((key, emitted_at, data, expire))
         self._upserts += 1
 
-    def _component(self, value: msgspec.Raw | None, path: tuple[str, ...]) -> bytes:
+    def _component(self, raw: msgspec.Raw, path: tuple[str, ...]) -> bytes:
         """One primary key value as UTF-8 text: a string as it is, anything else as its JSON
-        text exactly as the source wrote it (no float rounding, integers of any size)."""
+        text exactly as the source wrote it (no float rounding, integers of any size). `raw` is
+        the value of the path's first property; the rest of the path is followed from there."""
+        value = raw if len(path) == 1 else follow(raw, path)
         text = bytes(value) if value is not None else b"null"
         if text == b"null":
             raise RecordError(
@@ -159,10 +160,8 @@ class KeyWriter(StreamWriter):
                 ids.append(0)
                 continue
             key, emitted_at, data, expire = op
-            unit = pack_replace(key, next_id, emitted_at, data)
-            if expire or extra:  # inside the MULTI, before its EXEC
-                unit = unit[: -len(EXEC)] + expire + record_extra(key, next_id) + EXEC
-            parts.append(unit)
+            # the expiry and the extra go inside the MULTI, before its EXEC
+            parts.append(pack_replace(key, next_id, emitted_at, data, expire + record_extra(key, next_id)))
             replies.append(upsert_replies)
             unit_keys.append(key)
             ids.append(next_id)

@@ -24,6 +24,7 @@ from destination_redis.writers.base import RecordError
 from destination_redis.writers.by_key import KeyWriter
 from destination_redis.writers.encoding import DEL, EXEC, MULTI, Encoding, json_text
 from destination_redis.writers.expiry import Expiry
+from destination_redis.writers.fields import follow
 from destination_redis.writers.key_book import KeyBook
 
 logger = logging.getLogger("airbyte")
@@ -44,9 +45,8 @@ class TemplateWriter(KeyWriter):
     def key_paths(self) -> Sequence[tuple[str, ...]]:
         return self.template.paths
 
-    def address(self, values: list[msgspec.Raw | None]) -> bytes:
-        texts = [self._text(value, path) for value, path in zip(values, self.template.paths, strict=True)]
-        key = self.template.render(self._prefix, texts)
+    def address(self, found: tuple[msgspec.Raw, ...]) -> bytes:
+        key = self.template.render(self._prefix, [self._text(found[top], path) for top, path in self._paths])
         if not key:
             raise RecordError(
                 f"the key_template '{self.template.text}' of stream '{self.stream.label}' renders an "
@@ -54,9 +54,10 @@ class TemplateWriter(KeyWriter):
             )
         return key
 
-    def _text(self, value: msgspec.Raw | None, path: tuple[str, ...]) -> bytes:
+    def _text(self, raw: msgspec.Raw, path: tuple[str, ...]) -> bytes:
         """A placeholder's value as it is inserted: a string's text, a number as the source
         wrote it, true/false; a missing or null value, or an object or array, has no key."""
+        value = raw if len(path) == 1 else follow(raw, path)
         text = bytes(value) if value is not None else b"null"
         if text == b"null" or text[:1] in (b"{", b"["):
             what = "missing or null" if text == b"null" else f"an {'object' if text[:1] == b'{' else 'array'}"

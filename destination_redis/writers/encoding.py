@@ -26,7 +26,7 @@ object_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 DEL = b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n"  # (len(key), key)
-REPLACE = MULTI + DEL + b"%s" + EXEC  # (len(key), key, the write)
+REPLACE = MULTI + DEL + b"%s%s" + EXEC  # (len(key), key, the write, what follows it in the MULTI)
 
 # (record_id, emitted_at, data) -> the RESP of the record's write (+ EXPIRE): the hot path.
 Packer = Callable[[int, int, bytes], bytes]
@@ -52,9 +52,12 @@ class Encoding(ABC):
         commands = self.commands(key, record_id, emitted_at, data)
         return b"".join([pack_command(tuple(command)) for command in commands])
 
-    def pack_replace(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
-        """RESP of `MULTI; DEL key; <the write>; EXEC`: the dedup layout's atomic replace."""
-        return REPLACE % (len(key), key, self.pack_at(key, record_id, emitted_at, data))
+    def pack_replace(
+        self, key: bytes, record_id: int, emitted_at: int, data: bytes, tail: bytes = b""
+    ) -> bytes:
+        """RESP of `MULTI; DEL key; <the write>; <tail>; EXEC`: the dedup layout's atomic replace
+        (`tail`: packed commands of the same key's slot, e.g. its expiry)."""
+        return REPLACE % (len(key), key, self.pack_at(key, record_id, emitted_at, data), tail)
 
     def id_command(self, key: bytes) -> Command | None:
         """The command whose reply is the record id stored at `key` (for the cleanup of old

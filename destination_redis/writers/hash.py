@@ -32,14 +32,16 @@ class HashEncoding(Encoding):
     def id_command(self, key: bytes) -> Command:
         return (b"HGET", key, F_ID)
 
-    def pack_replace(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
+    def pack_replace(
+        self, key: bytes, record_id: int, emitted_at: int, data: bytes, tail: bytes = b""
+    ) -> bytes:
         verb = self.server.hset_verb
         id_text = b"%d" % record_id
         emitted_text = b"%d" % emitted_at
         key_len = len(key)
         return _REPLACE % (
             key_len, key, len(verb), verb, key_len, key, len(id_text), id_text, len(emitted_text),
-            emitted_text, len(data), data,
+            emitted_text, len(data), data, tail,
         )
 
     def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
@@ -72,7 +74,7 @@ _HSET_AT = (
 )
 
 
-_REPLACE = MULTI + DEL + _HSET_AT + EXEC  # one formatting for the whole unit
+_REPLACE = MULTI + DEL + _HSET_AT + b"%s" + EXEC  # one formatting for the whole unit (+ its tail)
 
 
 def hset_template(verb: bytes, stream_key: bytes) -> bytes:
