@@ -232,9 +232,16 @@ def parse_config(raw: Any) -> RedisConfig:
         return RedisConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {_problem(err)}" for err in exc.errors()
         )
         raise config_error(f"Invalid configuration: {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    """Pydantic's message, without its "Value error, " before our own validators' words."""
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    return str(err["msg"])
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
