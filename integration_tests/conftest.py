@@ -4,9 +4,10 @@ Never the machine's own Redis on 6379: every server here is started by the tests
 
 The server matrix (issue 5, `integration_tests/matrix.py`): with REDIS_MATRIX set ("all", or a
 comma list such as "2.8,7.0"), every test marked `core` runs once per requested server, with ids
-like `[redis-2.8]`; `redis_server` and `fresh_server` then start that version. A requested server
-that is missing is an error, never a skip. Tests not marked `core`, and every test without
-REDIS_MATRIX, use the default server (Debian's redis-server 7.0, or REDIS_SERVER_BIN).
+like `[redis-2.8]`; `redis_server` and `fresh_server` then start that version (8.2 with its modules
+loaded: the query engine and JSON). A requested server that is missing is an error, never a skip.
+Tests not marked `core`, and every test without REDIS_MATRIX, use the default server (Debian's
+redis-server 7.0, or REDIS_SERVER_BIN). `search_server` (search_server.py) is 8.2 with its modules.
 `@pytest.mark.min_redis("6.0")` skips a test, with the reason, on servers older than that.
 """
 
@@ -41,7 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if not _MATRIX:
         return [f"redis server: {REDIS_SERVER} (REDIS_MATRIX not set)"]
-    return [f"REDIS_MATRIX: core tests run on {s.id}: {s.banner} ({s.path})" for s in _MATRIX]
+    return [f"REDIS_MATRIX: core tests run on {s.id}: {s.banner} ({s.path}{_loaded(s)})" for s in _MATRIX]
+
+
+def _loaded(binary: matrix.ServerBinary) -> str:
+    return "".join(f" --loadmodule {module}" for module in binary.modules)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -75,7 +80,7 @@ def redis_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
 
     On the matrix entry "cluster", a Redis Cluster in RedisServer's shape (cluster_server.py).
     """
-    server: Any = RedisServer(binary=redis_binary.path)
+    server: Any = RedisServer(binary=redis_binary.path, args=redis_binary.args)
     if redis_binary.topology == matrix.CLUSTER:
         server = ClusterServer()
     server.start()
@@ -92,7 +97,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture
 def fresh_server(redis_binary: matrix.ServerBinary) -> Iterator[RedisServer]:
     """A private server for a test that changes server settings (maxmemory, ACLs, ...)."""
-    server = RedisServer(binary=redis_binary.path).start()
+    server = RedisServer(binary=redis_binary.path, args=redis_binary.args).start()
     yield server
     server.stop()
 
@@ -120,6 +125,9 @@ def _min_redis(request: pytest.FixtureRequest) -> None:
             + (f": {reason}" if reason else "")
         )
 
+
+# Redis 8.2 with the query engine and JSON (search_server.py), for the tests of search indexes.
+from integration_tests.search_server import search_client, search_server  # noqa: E402, F401
 
 # The topology harness's session fixtures (issue 9): Redis Cluster, Sentinel, private network.
 from integration_tests.topology_fixtures import (  # noqa: E402, F401

