@@ -76,7 +76,7 @@ def _key_shapes(config: RedisConfig) -> str:
     """What each templated stream's keys look like, e.g. ` Key templates: users: user:{id} ->
     app:user:<id>.`; expiry from the data, where configured."""
     shapes = [
-        f"{entry.name if entry.namespace is None else f'{entry.namespace}.{entry.name}'}: "
+        f"{_label(entry.namespace, entry.name)}: "
         f"{entry.key_template} -> {KeyTemplate.parse(entry.key_template).shape(config.key_prefix)}"
         for entry in config.streams if entry.key_template
     ]
@@ -85,10 +85,15 @@ def _key_shapes(config: RedisConfig) -> str:
         ("expire_at_field", config.expire_at_field), ("ttl_field", config.ttl_field)) if value]
     for entry in config.streams:
         pairs = (("expire_at_field", entry.expire_at_field), ("ttl_field", entry.ttl_field))
-        fields += [f"{name} '{value}' ({entry.name})" for name, value in pairs if value]
+        label = _label(entry.namespace, entry.name)
+        fields += [f"{name} '{value}' ({label})" for name, value in pairs if value]
     if fields:
         words += f" Keys expire from the data: {', '.join(fields)}."
     return words
+
+
+def _label(namespace: str | None, name: str) -> str:
+    return f"{namespace}.{name}" if namespace else name
 
 
 def _types(config: RedisConfig) -> str:

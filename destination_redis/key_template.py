@@ -14,6 +14,7 @@ value (bytes, inserted as is: no escaping). Error positions are 0-based characte
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -197,3 +198,10 @@ def could_collide(a: KeyTemplate, b: KeyTemplate) -> bool:
             else:
                 ok[i][j] = i < n and j < m and ta[i] == tb[j] and ok[i + 1][j + 1]
     return ok[0][0]
+
+
+def could_render(template: KeyTemplate, key: str) -> bool:
+    """True when some placeholder values make `template` render exactly `key` (another stream's
+    id counter, say). Each placeholder is "any string", as in `could_collide`."""
+    pattern = "".join(".*" if token is _STAR else re.escape(token) for token in template._tokens)
+    return re.fullmatch(pattern, key, re.DOTALL) is not None

@@ -22,7 +22,12 @@ from destination_redis.writers.gates import GateError, require
 from destination_redis.writers.hash import HashEncoding
 from destination_redis.writers.hash_fields import HashFieldsEncoding
 from destination_redis.writers.json import JsonEncoding
-from destination_redis.writers.key_rules import refuse_collisions, refuse_config, refuse_stream
+from destination_redis.writers.key_rules import (
+    refuse_collisions,
+    refuse_config,
+    refuse_overlaps,
+    refuse_stream,
+)
 from destination_redis.writers.list_type import ListMembers
 from destination_redis.writers.members import Members
 from destination_redis.writers.set_type import SetMembers
@@ -48,11 +53,12 @@ def make_writers(config: RedisConfig, streams: list[Stream], router: Router) -> 
     refuse_config(config)
     chosen = {stream: config.settings_for(stream.namespace, stream.name) for stream in streams}
     for stream, settings in chosen.items():
-        _refuse_unsupported(stream, settings)
+        _refuse_unsupported(stream, settings, config)
     refuse_collisions(
         [(f"'{stream.label}'", settings.key_template) for stream, settings in chosen.items()],
         config.key_prefix,
     )
+    refuse_overlaps(chosen, config.key_prefix)
     try:
         require(router, {settings.cache_type for settings in chosen.values()})
     except GateError as exc:
@@ -84,7 +90,7 @@ def members_of(cache_type: CacheType, router: Router, stream_key: bytes, key_pre
     return MEMBERS[cache_type](router, stream_key, key_prefix)
 
 
-def _refuse_unsupported(stream: Stream, settings: StreamSettings) -> None:
+def _refuse_unsupported(stream: Stream, settings: StreamSettings, config: RedisConfig) -> None:
     """What a cache type cannot do, refused before anything is written:
     - a collection with append_dedup (its members have no key to replace), or with an append
       that would remove some generations and keep others (its members carry no generation);
@@ -93,7 +99,7 @@ def _refuse_unsupported(stream: Stream, settings: StreamSettings) -> None:
       keys older generations wrote cannot be told from current ones (see string.py), unless a
       key template records the keys (key_book.py)."""
     cache_type = settings.cache_type
-    refuse_stream(stream, settings)
+    refuse_stream(stream, settings, config)
     if cache_type in COLLECTION_TYPES:
         _refuse_for_collection(stream, cache_type)
     if settings.key_template is not None:

@@ -6,13 +6,14 @@ Every refusal is a config_error that names the streams and the setting to change
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import combinations
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.config import COLLECTION_TYPES, RedisConfig, StreamSettings
 from destination_redis.errors import config_error
-from destination_redis.key_template import KeyTemplate, could_collide
+from destination_redis.key_template import KeyTemplate, could_collide, could_render
 
 
 def refuse_config(config: RedisConfig) -> None:
@@ -36,12 +37,17 @@ def refuse_config(config: RedisConfig) -> None:
     refuse_collisions(entries, config.key_prefix)
 
 
-def refuse_stream(stream: Stream, settings: StreamSettings) -> None:
-    """What the stream's catalog entry shows: a template on a collection type (from an entry
-    that names no cache type), or a placeholder the stream's schema says no record has."""
+def refuse_stream(stream: Stream, settings: StreamSettings, config: RedisConfig) -> None:
+    """What the stream's catalog entry shows: a template or an expiry field of the stream's own
+    `streams` entries on a collection type (from an entry that names no cache type), or a
+    placeholder the stream's schema says no record has. (Top-level expiry fields do not apply to
+    collections: a config may set them for its per-record streams.)"""
     if settings.cache_type in COLLECTION_TYPES:
+        entries = config.overrides_for(stream.namespace, stream.name)
         refuse_per_record_options(
-            f"Stream '{stream.label}'", settings.cache_type, settings.key_template, None, None
+            f"Stream '{stream.label}'", settings.cache_type, settings.key_template,
+            next((e.expire_at_field for e in entries if e.expire_at_field), None),
+            next((e.ttl_field for e in entries if e.ttl_field), None),
         )
     if settings.key_template is None:
         return
@@ -53,6 +59,43 @@ def refuse_stream(stream: Stream, settings: StreamSettings) -> None:
                 f"which the stream's schema does not list, so no record would have a key. Use a "
                 f"property of the stream in the template."
             )
+
+
+def refuse_overlaps(chosen: Mapping[Stream, StreamSettings], key_prefix: str) -> None:
+    """A template that could render a key of the connector's own layout for a stream of the
+    catalog: an id counter or a collection's key `K` (its own stream's too), or the record keys
+    `K:<id>` / `K:<pk>` of a stream without a template. Its records would overwrite them.
+
+    Only for templates that start with literal text: one that starts with a placeholder (`{id}`)
+    writes wherever the data says, and could "render" any key at all; refusing it would refuse
+    keys that are bare ids (a database of their own), a layout users choose on purpose."""
+    for stream, settings in chosen.items():
+        if settings.key_template is None:
+            continue
+        template = KeyTemplate.parse(settings.key_template)
+        if not isinstance(template.parts[0], str):
+            continue
+        for other, other_settings in chosen.items():
+            counter = keys.stream_key(other.namespace, other.name).decode()  # both get the prefix
+            what = None
+            if could_render(template, counter):
+                is_collection = other_settings.cache_type in COLLECTION_TYPES
+                what = f"'{key_prefix}{counter}', the {'key' if is_collection else 'id counter'}"
+            elif (other_settings.key_template is None and other_settings.cache_type not in COLLECTION_TYPES
+                  and could_collide(template, KeyTemplate.parse(_literal(counter) + ":{id}"))):
+                what = f"'{key_prefix}{counter}:<id>', the record keys"
+            if what is not None:
+                whose = "its own stream" if other == stream else f"stream '{other.label}'"
+                raise config_error(
+                    f"Stream '{stream.label}': its key_template '{template.text}' can render {what} of "
+                    f"{whose}, which its records would overwrite. Give the template literal text "
+                    f"of its own (e.g. 'user:{{id}}')."
+                )
+
+
+def _literal(text: str) -> str:
+    """`text` as template text that renders itself."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def refuse_per_record_options(
