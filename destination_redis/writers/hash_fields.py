@@ -8,8 +8,9 @@ is overwritten by ours (they come last in the HSET).
 
 from __future__ import annotations
 
-from destination_redis.commands import Command
-from destination_redis.connection.server import ServerInfo
+import msgspec
+
+from destination_redis.commands import Command, pack_command
 from destination_redis.writers.encoding import (
     F_EMITTED_AT,
     F_ID,
@@ -19,8 +20,11 @@ from destination_redis.writers.encoding import (
     record_object,
 )
 
-# The id and emitted_at fields that end every record's HSET: (len, id, len, emitted_at).
-_TAIL = b"$14\r\n_airbyte_ab_id\r\n$%d\r\n%s\r\n$19\r\n_airbyte_emitted_at\r\n$%d\r\n%s\r\n"
+_pack = pack_command
+
+
+def _decode_str(text: bytes) -> str:
+    return msgspec.json.decode(text, type=str)
 
 
 def property_texts(data: bytes) -> list[tuple[str, bytes]]:
@@ -33,10 +37,6 @@ def property_texts(data: bytes) -> list[tuple[str, bytes]]:
 class HashFieldsEncoding(Encoding):
     name = "hash_fields"
 
-    def __init__(self, server: ServerInfo) -> None:
-        super().__init__(server)
-        self._names: dict[str, bytes] = {}  # property name -> its RESP bulk string
-
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
         command: list[bytes | int] = [self.server.hset_verb, key]
         for name, text in property_texts(data):
@@ -45,22 +45,24 @@ class HashFieldsEncoding(Encoding):
         return [tuple(command)]
 
     def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
-        """The RESP of `commands(...)`, built in one pass (no tuple, no generic packing): each
-        property name's bulk string is made once per sync and reused."""
-        names = self._names
-        parts: list[bytes] = []
-        for name, text in property_texts(data):
-            bulk = names.get(name)
-            if bulk is None:
-                encoded = name.encode()
-                bulk = names[name] = b"$%d\r\n%s\r\n" % (len(encoded), encoded)
-            parts.append(bulk)
-            parts.append(b"$%d\r\n%s\r\n" % (len(text), text))
-        verb = self.server.hset_verb
-        id_text = b"%d" % record_id
-        emitted_text = b"%d" % emitted_at
-        head = b"*%d\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(parts) + 6, len(verb), verb, len(key), key)
-        return head + b"".join(parts) + _TAIL % (len(id_text), id_text, len(emitted_text), emitted_text)
+        """The RESP of `commands(...)`, on the hot path: `property_texts` and `json_text` inlined
+        (a string without escapes is the bytes between its quotes), packed by hiredis."""
+        command: list[bytes | str | int] = [self.server.hset_verb, key]
+        append = command.append
+        for name, raw in record_object(data).items():
+            text = bytes(raw)
+            first = text[0]
+            if first == 0x22:  # a string
+                text = text[1:-1] if b"\\" not in text else _decode_str(text).encode()
+            elif first == 0x6E and text == b"null":
+                continue  # a null property writes no field
+            append(name)
+            append(text)
+        append(F_ID)
+        append(record_id)
+        append(F_EMITTED_AT)
+        append(emitted_at)
+        return _pack(tuple(command))
 
     def id_command(self, key: bytes) -> Command:
         return (b"HGET", key, F_ID)
