@@ -147,8 +147,15 @@ _TAG_ALPHABET = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 
 @functools.cache
 def slot_tags() -> tuple[bytes, ...]:
+    """For each hash slot, a short tag that hashes to it (slot_tags.py, shipped)."""
+    from destination_redis.slot_tags import TAGS  # 16,384 tags: loaded when first needed
+
+    return tuple(tag.encode() for tag in TAGS)
+
+
+def search_slot_tags() -> tuple[bytes, ...]:
     """For each hash slot, a short tag (1 to 3 characters of [0-9a-zA-Z]) that hashes to it: the
-    first in a fixed order, so the same on every run. Built once, on first use (~0.1 s)."""
+    first in a fixed order, so the same on every run (~0.1 s). How slot_tags.py was made."""
     table: list[bytes | None] = [None] * SLOTS
     left = SLOTS
     crc = binascii.crc_hqx
