@@ -20,14 +20,16 @@ import hiredis
 from destination_redis import keys
 from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StandaloneTopology
 from destination_redis.connection.server import error_code
-from destination_redis.errors import ConnectStepError
+from destination_redis.errors import ConnectStepError, GateError
 from destination_redis.key_template import KeyTemplate
+from destination_redis.search.gates import require_search
+from destination_redis.search.plan import indexed_types
 from destination_redis.topology import open_router
 from destination_redis.topology.durability import Durability
 from destination_redis.topology.roles import role_from_info
 from destination_redis.topology.router import Router
 from destination_redis.writers import encoding_of, members_of
-from destination_redis.writers.gates import GateError, require
+from destination_redis.writers.gates import require
 from destination_redis.writers.key_rules import refuse_config
 
 logger = logging.getLogger("airbyte")
@@ -50,6 +52,7 @@ def run_check(config: RedisConfig) -> CheckResult:
         with open_router(config, attempts=2) as router:
             _ping(router)
             require(router, config.cache_types)
+            engine = require_search(router, indexed_types(config)) if config.indexes else None
             durable = _durability(router, config)
             _probe_write(router, config)
             tls = ""
@@ -60,6 +63,7 @@ def run_check(config: RedisConfig) -> CheckResult:
             message = (
                 f"Connected to {router.topology.describe()}{tls}, database {config.db}; the "
                 f"{_types(config)} can be written{durable}.{_key_shapes(config)}"
+                + (f" Search indexes can be built (query engine: {engine})." if engine else "")
             )
     except ConnectStepError as exc:
         return CheckResult(False, exc.message)
@@ -180,6 +184,17 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
             [("ZRANGEBYSCORE", book, "-inf", "+inf", "WITHSCORES")],
             [("ZREM", book, f"{prefix}:1")],
         ]
+    if config.indexes:
+        # A search index's lifecycle (search/index.py), on a probe index over the probe keys.
+        index, alias = f"{prefix}:idx", f"{prefix}:alias"
+        units += [
+            [("FT.CREATE", index, "ON", "HASH", "PREFIX", "1", f"{prefix}:", "SCHEMA", "f", "TAG")],
+            [("FT.ALIASUPDATE", alias, index)],
+            [("FT.INFO", alias)],
+            [("FT.ALTER", index, "SCHEMA", "ADD", "g", "TAG")],
+            [("FT.ALIASDEL", alias)],
+            [("FT.DROPINDEX", index)],
+        ]
     if per_record:
         units.append([("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100)])
     if router.server.has_unlink:
@@ -273,6 +288,9 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
         ]
         extra.append(probe_book_key(config, prefix))
         _cleanup(router, [prefix, probe_meta_key(config, prefix), *(key for key, _ in probes), *extra])
+        if config.indexes:
+            router.run([("FT.ALIASDEL", f"{prefix}:alias"), ("FT.DROPINDEX", f"{prefix}:idx")],
+                       tolerate_errors=True)
     if denied:
         raise _denied(router, config, denied)
 
@@ -306,7 +324,7 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
             f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}* ~{meta}*{siblings}), or ~* .",
             False,
         )
-    grants = " ".join(f"+{n.lower()}" for n in names)
+    grants = " ".join(sorted({"+@search" if n.startswith("FT.") else f"+{n.lower()}" for n in names}))
     return ConnectStepError(
         f"Write permission check failed at {router.where}: the ACL user '{user}' may not run "
         f"{', '.join(names)}, which the {_types(config)} needs (NOPERM). Grant them "

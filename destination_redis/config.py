@@ -104,6 +104,24 @@ COLLECTION_TYPES: frozenset[str] = frozenset({"list", "set", "sorted_set", "stre
 MAX_WAIT_TIMEOUT_MS = 25_000
 
 
+class VectorFieldConfig(_Model):
+    """A property holding an embedding: indexed as VECTOR FLOAT32 of `dims` numbers."""
+
+    field: str = Field(min_length=1)
+    dims: int = Field(ge=1, le=32768)
+    distance_metric: Literal["COSINE", "L2", "IP"] = "COSINE"
+    algorithm: Literal["HNSW", "FLAT"] = "HNSW"
+
+
+class SearchIndexConfig(_Model):
+    """A search index over a stream's records (search/): presence turns it on."""
+
+    name: str | None = Field(None, min_length=1)
+    text_fields: list[str] = []
+    vector_fields: list[VectorFieldConfig] = []
+    indexing_timeout_seconds: int = Field(300, ge=1, le=86_400)
+
+
 def _valid_template(value: str | None) -> str | None:
     """A key_template's syntax is checked with the config, so `check` refuses a bad one too."""
     if value is not None:
@@ -125,6 +143,7 @@ class StreamOverride(_Model):
     key_template: str | None = None
     expire_at_field: str | None = Field(None, min_length=1)
     ttl_field: str | None = Field(None, min_length=1)
+    search_index: SearchIndexConfig | None = None
 
     _blank_to_none = field_validator("key_template", "expire_at_field", "ttl_field", mode="before")(
         lambda value: None if value == "" else value
@@ -142,6 +161,7 @@ class StreamSettings:
     key_template: str | None = None  # the record keys' names (key_template.py); None: K:<id> / K:<pk>
     expire_at_field: str | None = None  # a top-level property holding when the record's key expires
     ttl_field: str | None = None  # a top-level property holding the record key's seconds to live
+    search_index: SearchIndexConfig | None = None  # None: no index
 
     @property
     def expires_from_data(self) -> bool:
@@ -164,6 +184,7 @@ class RedisConfig(_Model):
     score_field: str | None = None
     expire_at_field: str | None = None
     ttl_field: str | None = None
+    search_index: SearchIndexConfig | None = None
     key_prefix: str = ""
     streams: list[StreamOverride] = []
     ssl: bool = False
@@ -190,7 +211,7 @@ class RedisConfig(_Model):
         without a namespace, which wins over the top-level settings. ("" is no namespace.)"""
         cache_type, ttl, score_field = self.cache_type, self.ttl_seconds, self.score_field
         expire_at_field, ttl_field = self.expire_at_field, self.ttl_field
-        template = None
+        template, index = None, self.search_index
         for override in self.overrides_for(namespace, name):
             cache_type = override.cache_type or cache_type
             ttl = override.ttl_seconds if override.ttl_seconds is not None else ttl
@@ -198,14 +219,20 @@ class RedisConfig(_Model):
             template = override.key_template or template
             expire_at_field = override.expire_at_field or expire_at_field
             ttl_field = override.ttl_field or ttl_field
+            index = override.search_index or index
         return StreamSettings(  # ttl 0 means no TTL
-            cache_type, ttl or None, score_field, template, expire_at_field, ttl_field
+            cache_type, ttl or None, score_field, template, expire_at_field, ttl_field, index
         )
 
     def overrides_for(self, namespace: str, name: str) -> list[StreamOverride]:
         """The `streams` entries of a stream, the one naming its namespace last (it wins)."""
         matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
         return sorted(matches, key=lambda o: o.namespace is not None)
+
+    @property
+    def indexes(self) -> bool:
+        """Whether any stream may have a search index: what check must prove possible."""
+        return self.search_index is not None or any(o.search_index for o in self.streams)
 
     @property
     def cache_types(self) -> set[CacheType]:

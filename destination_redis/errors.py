@@ -57,3 +57,8 @@ class ConnectStepError(Exception):
 def step_failed(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
     """The one shape of every connection-step message: "<step> failed at <where>: <detail>. <advice>"."""
     return ConnectStepError(f"{step} failed at {where}: {detail}. {advice}", retryable)
+
+
+class GateError(Exception):
+    """The server cannot do what the config asks (a cache type, a search index); the message
+    says why and what to do. `check` answers FAILED with it, `write` a config_error."""

@@ -60,6 +60,7 @@ class Loader:
         self._batch_records = batch_records
         self._batch_bytes = batch_bytes
         self._routes: dict[tuple[str | None, str], _Lane] = {}
+        self._indexed = [lane.writer for lane in self._lanes.values() if lane.writer.index is not None]
         self._since_global_state = 0
         self._statuses_seen = False
         self.records_written = 0
@@ -100,6 +101,8 @@ class Loader:
                     self._flush(inflight, buffered_bytes)
                     inflight.drain()
                     buffered = buffered_bytes = 0
+                    for writer in self._indexed:  # their indexes have indexed what was written
+                        writer.settle()
                     yield self._count_state(parsed)
                 elif isinstance(parsed, StreamStatus):
                     self._statuses_seen = True

@@ -19,6 +19,7 @@ from destination_redis.config import (
     ClusterTopology,
     NoTunnel,
     RedisConfig,
+    SearchIndexConfig,
     SentinelTopology,
     SshKeyTunnel,
     SshPasswordTunnel,
@@ -26,6 +27,7 @@ from destination_redis.config import (
     SslVerifyFull,
     StandaloneTopology,
     StreamOverride,
+    VectorFieldConfig,
 )
 
 SPEC: dict[str, Any] = json.loads((files("destination_redis") / "spec.json").read_text())
@@ -79,6 +81,8 @@ def _model_property(model: type[BaseModel], name: str) -> dict[str, Any]:
     options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
     if len(options) == 1:
         prop.update(options[0])
+    if "$ref" in prop:  # a nested model (search_index): an object, compared on its own below
+        prop["type"] = "object"
     return prop
 
 
@@ -106,6 +110,28 @@ def test_streams_items_and_the_override_model_agree() -> None:
             assert prop.get(keyword) == mine.get(keyword), f"streams.{name}: {keyword}"
         assert _allowed(prop) == _allowed(mine), f"streams.{name}: allowed values"
     assert _allowed(items["properties"]["cache_type"]) == _allowed(_model_property(RedisConfig, "cache_type"))
+
+
+@pytest.mark.parametrize("where", ["config", "streams"])
+def test_search_index_objects_and_their_models_agree(where: str) -> None:
+    """The nested search_index form (top level and per stream) and SearchIndexConfig /
+    VectorFieldConfig: the same fields, types, limits, allowed values, defaults, required."""
+    holder = CONNECTION if where == "config" else CONNECTION["properties"]["streams"]["items"]
+    index = holder["properties"]["search_index"]
+    vectors = index["properties"]["vector_fields"]["items"]
+    for schema, model in ((index, SearchIndexConfig), (vectors, VectorFieldConfig)):
+        assert set(schema["properties"]) == set(model.model_fields), model.__name__
+        required = {n for n, f in model.model_fields.items() if f.is_required()}
+        assert set(schema.get("required", [])) == required, model.__name__
+        for name, prop in schema["properties"].items():
+            mine = _model_property(model, name)
+            assert prop["type"] == mine["type"], f"{model.__name__}.{name}"
+            for keyword in CONSTRAINTS:
+                assert prop.get(keyword) == mine.get(keyword), f"{model.__name__}.{name}: {keyword}"
+            assert _allowed(prop) == _allowed(mine), f"{model.__name__}.{name}: allowed values"
+            field = model.model_fields[name]
+            if not field.is_required() and field.get_default() is not None:
+                assert prop.get("default") == field.get_default(), f"{model.__name__}.{name}: default"
 
 
 def test_every_oneof_property_is_mapped() -> None:

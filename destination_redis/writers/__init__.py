@@ -4,12 +4,28 @@ Collection types: the third addressing, one key `K` (collection.py), combined wi
 become its members (list_type, set_type, sorted_set, stream: "list.py" and "set.py" would
 shadow the builtins inside this package)."""
 
+from collections.abc import Mapping
+
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.config import COLLECTION_TYPES, CacheType, RedisConfig, StreamSettings
+from destination_redis.config import (
+    COLLECTION_TYPES,
+    CacheType,
+    RedisConfig,
+    SearchIndexConfig,
+    StreamSettings,
+)
 from destination_redis.connection.server import ServerInfo
-from destination_redis.errors import config_error
+from destination_redis.errors import GateError, config_error
 from destination_redis.key_template import KeyTemplate
+from destination_redis.search.gates import require_search
+from destination_redis.search.plan import (
+    index_name,
+    index_settings,
+    refuse_shared_names,
+    stream_index,
+    vectors_of,
+)
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import RecordError, StreamWriter
 from destination_redis.writers.by_id import IdWriter
@@ -18,7 +34,7 @@ from destination_redis.writers.by_template import TemplateWriter
 from destination_redis.writers.collection import CollectionWriter
 from destination_redis.writers.encoding import Encoding
 from destination_redis.writers.expiry import Expiry
-from destination_redis.writers.gates import GateError, require
+from destination_redis.writers.gates import require
 from destination_redis.writers.hash import HashEncoding
 from destination_redis.writers.hash_fields import HashFieldsEncoding
 from destination_redis.writers.json import JsonEncoding
@@ -43,8 +59,11 @@ MEMBERS: dict[str, type[Members]] = {
 }
 
 
-def encoding_of(cache_type: CacheType, server: ServerInfo) -> Encoding:
-    return ENCODINGS[cache_type](server)
+def encoding_of(
+    cache_type: CacheType, server: ServerInfo, vectors: Mapping[str, int] | None = None
+) -> Encoding:
+    """The type's encoding; `vectors`: properties stored as vectors (name -> dims), for an index."""
+    return ENCODINGS[cache_type](server, vectors)
 
 
 def make_writers(config: RedisConfig, streams: list[Stream], router: Router) -> dict[Stream, StreamWriter]:
@@ -59,24 +78,40 @@ def make_writers(config: RedisConfig, streams: list[Stream], router: Router) -> 
         config.key_prefix,
     )
     refuse_overlaps(chosen, config.key_prefix)
+    indexes = {stream: index_settings(config, stream, settings) for stream, settings in chosen.items()}
+    indexed = {stream: index for stream, index in indexes.items() if index is not None}
+    prefix = config.key_prefix
+    refuse_shared_names({stream: index_name(index, stream, prefix) for stream, index in indexed.items()})
     try:
         require(router, {settings.cache_type for settings in chosen.values()})
+        if indexed:
+            require_search(router, {chosen[stream].cache_type for stream in indexed})
     except GateError as exc:
         raise config_error(str(exc)) from None
-    prefix = config.key_prefix
-    return {stream: make_writer(stream, router, settings, prefix) for stream, settings in chosen.items()}
+    writers = {}
+    for stream, settings in chosen.items():
+        index = indexes[stream]
+        writer = make_writer(stream, router, settings, prefix, index)
+        if index is not None:
+            writer.index = stream_index(stream, settings, index, prefix, router)
+        writers[stream] = writer
+    return writers
 
 
 def make_writer(
-    stream: Stream, router: Router, settings: StreamSettings | None = None, key_prefix: str = ""
+    stream: Stream, router: Router, settings: StreamSettings | None = None, key_prefix: str = "",
+    index: SearchIndexConfig | None = None,
 ) -> StreamWriter:
+    """The stream's writer; `index`: its search index's settings (vector properties are encoded
+    for it), the index itself is set by make_writers."""
     settings = settings or StreamSettings("hash", None)
     cache_type, ttl_seconds = settings.cache_type, settings.ttl_seconds
     if cache_type in MEMBERS:
         key = keys.stream_key(stream.namespace, stream.name, key_prefix)
         members = MEMBERS[cache_type](router, key, key_prefix, settings.score_field)
         return CollectionWriter(stream, router, members, ttl_seconds, key_prefix)
-    encoding = encoding_of(cache_type, router.server)
+    vectors = {field: vector.dims for field, vector in vectors_of(index).items()}
+    encoding = encoding_of(cache_type, router.server, vectors)
     expiry = Expiry(settings.expire_at_field, settings.ttl_field, ttl_seconds)
     if settings.key_template is not None:
         template = KeyTemplate.parse(settings.key_template)

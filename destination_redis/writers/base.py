@@ -22,6 +22,7 @@ from typing import ClassVar
 from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.generations import Generations
+from destination_redis.search.index import SearchIndex
 from destination_redis.topology.router import Router
 
 logger = logging.getLogger("airbyte")
@@ -38,6 +39,7 @@ class StreamWriter(ABC):
     """Owns one stream's keys: prepares them, buffers records, hands them over to be written (take)."""
 
     has_counter: ClassVar[bool] = True  # whether `K` is the stream's id counter (not for collections)
+    index: SearchIndex | None = None  # the stream's search index, if it has one (make_writers)
 
     def __init__(
         self, stream: Stream, router: Router, ttl_seconds: int | None = None, key_prefix: str = ""
@@ -59,9 +61,22 @@ class StreamWriter(ABC):
             deleted = self.delete_older_than(None)
             self.router.run([(b"DEL", self.key)])
             logger.info(f"Overwrite of stream '{self.stream.label}': deleted {deleted} existing records.")
+        if self.index is not None:  # before the first record is written
+            self.index.ensure()
+
+    def settle(self) -> None:
+        """Before a state of the stream is released, when no job is in flight: what Redis does in
+        the background for it (a search index indexing what existed) is done."""
+        if self.index is not None:
+            self.index.settle()
 
     def complete(self) -> None:
         """The stream completed successfully: now, and only now, old generations are removed."""
+        self._remove_old_generations()
+        if self.index is not None:
+            logger.info(self.index.report())
+
+    def _remove_old_generations(self) -> None:
         if self.generations is None:
             return
         old = self.generations.old_range()

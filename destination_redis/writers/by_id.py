@@ -38,6 +38,7 @@ class IdWriter(StreamWriter):
         self._emitted: list[int] = []
         self._data: list[bytes] = []
         self._taken = 0  # batches handed over
+        self._checks = bool(encoding.vectors)
         self._expiries: list[bytes] = []  # per record: its expiry command, the key left open
         if expiry is not None and expiry.from_data:
             # Expiry from the data: the properties are read (and checked) as each record is added,
@@ -52,6 +53,8 @@ class IdWriter(StreamWriter):
 
     def add(self, emitted_at: int, data: bytes) -> None:
         # The reader has checked that `data` is a JSON object: every encoding can store it.
+        if self._checks:  # e.g. the lengths of vectors a search index needs
+            self.encoding.check_record(data)
         self._emitted.append(emitted_at)
         self._data.append(data)
         if self._expires_from_data:

@@ -56,6 +56,7 @@ class KeyWriter(StreamWriter):
         self._deleted_at = names.index(CDC_DELETED_AT)
         self._key_fields = fields_decoder(names)
         self._expires = self.expiry.active
+        self._checks = bool(encoding.vectors)
         self._expire = self.expiry.pack
 
     def key_paths(self) -> Sequence[tuple[str, ...]]:
@@ -83,6 +84,8 @@ class KeyWriter(StreamWriter):
         if bytes(found[self._deleted_at]) != b"null":
             self._ops.append(key)
             return
+        if self._checks:  # e.g. the lengths of vectors a search index needs
+            self.encoding.check_record(data)
         expire = self._expire(key, [found[i] for i in self._expiry_at]) if self._expires else b""
         self._ops.append((key, emitted_at, data, expire))
         self._upserts += 1

@@ -8,11 +8,8 @@ from collections.abc import Iterable
 import hiredis
 
 from destination_redis.connection.node import Node
+from destination_redis.errors import GateError
 from destination_redis.topology.router import Router
-
-
-class GateError(Exception):
-    """The server cannot store a chosen cache type; the message says why and what to do."""
 
 
 def require(router: Router, cache_types: Iterable[str]) -> None:
