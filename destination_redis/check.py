@@ -324,12 +324,15 @@ def _denied(router: Router, config: RedisConfig, denied: dict[str, str]) -> Conn
             f"(e.g. ACL SETUSER {user} ~{probe}* ~{streams}* ~{meta}*{siblings}), or ~* .",
             False,
         )
-    grants = " ".join(sorted({"+@search" if n.startswith("FT.") else f"+{n.lower()}" for n in names}))
+    grants = " ".join(f"+{n.lower()}" for n in names)
+    # Redis 8 has a @search category; the search module loaded into an older server does not.
+    fts = any(n.startswith("FT.") for n in names)
+    search = " (Redis 8 also takes +@search for the FT commands)" if fts else ""
     return ConnectStepError(
         f"Write permission check failed at {router.where}: the ACL user '{user}' may not run "
         f"{', '.join(names)}, which the {_types(config)} needs (NOPERM). Grant them "
-        f"(ACL SETUSER {user} {grants}), or use a user with read and write rights (+@read +@write "
-        f"+@keyspace +@transaction).",
+        f"(ACL SETUSER {user} {grants}){search}, or use a user with read and write rights (+@read "
+        f"+@write +@keyspace +@transaction).",
         False,
     )
 

@@ -68,6 +68,8 @@ class Loader:
 
     def run(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         """Yield each STATE line to emit, once its records are in Redis; the caller emits it at once."""
+        for lane in self._lanes.values():  # every stream's, before any stream deletes or writes
+            lane.writer.prepare()
         for lane in self._lanes.values():
             lane.writer.start()
         with InFlight() as inflight:

@@ -32,8 +32,9 @@ OURS = ["_airbyte_ab_id", "NUMERIC", "SORTABLE", "_airbyte_emitted_at", "NUMERIC
 def test_hash_fields_schema_scalars_only_text_fields_vectors_and_ours() -> None:
     fields = index_fields(SCHEMA, on_json=False, text_fields=["bio"], vectors={"emb": Vector(3)})
     assert schema_args(fields) == [
-        "id", "NUMERIC", "SORTABLE", "name", "TAG", "bio", "TEXT", "score", "NUMERIC", "SORTABLE",
-        "ok", "TAG", "first name", "AS", "first_name", "TAG",
+        "id", "NUMERIC", "SORTABLE", "name", "TAG", "SEPARATOR", "\x1f", "bio", "TEXT",
+        "score", "NUMERIC", "SORTABLE", "ok", "TAG", "SEPARATOR", "\x1f",
+        "first name", "AS", "first_name", "TAG", "SEPARATOR", "\x1f",
         "emb", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "3", "DISTANCE_METRIC", "COSINE",
         *OURS,
     ]

@@ -97,7 +97,7 @@ class SearchIndex:
             return
         deadline = time.monotonic() + self.timeout_s
         while True:
-            info = self._info(self.name)
+            info = self._info(self.physical or self.name)  # during a rebuild, the new index
             if info is not None and _text(info.get(b"indexing")) in ("0", ""):
                 self._background = False
                 return
@@ -117,9 +117,14 @@ class SearchIndex:
         done = _percent(_text(info.get(b"percent_indexed")))
         state = "fully indexed" if _text(info.get(b"indexing")) in ("0", "") else f"still indexing ({done})"
         docs = _text(info.get(b"num_docs")) or "0"
+        failures = _text(info.get(b"hash_indexing_failures")) or "0"
+        failed = (
+            f" {failures} record{'' if failures == '1' else 's'} could not be indexed: their values do "
+            f"not fit the index's types (the stream's schema)." if failures != "0" else ""
+        )
         return (
             f"Stream '{self.label}': search index '{self.name}' holds {docs} "
-            f"document{'' if docs == '1' else 's'}, {state}."
+            f"document{'' if docs == '1' else 's'}, {state}.{failed}"
         )
 
     def _create(self) -> str:

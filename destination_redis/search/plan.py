@@ -23,12 +23,22 @@ OWN_RECORDS = f"exists(@{ID_FIELD})"
 
 def index_settings(config: RedisConfig, stream: Stream, settings: StreamSettings) -> SearchIndexConfig | None:
     """The stream's index settings, or None. A top-level `search_index` serves the streams of an
-    indexable type; a stream's own entry asking for one on another type is refused."""
+    indexable type; a stream's own entry asking for one on another type is refused, and so is a
+    top-level one with a top-level type that cannot be indexed (as check refuses it)."""
     if settings.search_index is None:
         return None
+    template = KeyTemplate.parse(settings.key_template) if settings.key_template is not None else None
+    if template is not None and not isinstance(template.parts[0], str):
+        raise config_error(
+            f"Stream '{stream.label}': search_index needs its key_template ('{settings.key_template}') "
+            f"to start with literal text: an index covers the keys that start with a prefix, and "
+            f"keys that start with a value could be any stream's. Start the template with text of "
+            f"its own (e.g. 'user:{{id}}')."
+        )
     if settings.cache_type in INDEXABLE_TYPES:
         return settings.search_index
-    if any(entry.search_index for entry in config.overrides_for(stream.namespace, stream.name)):
+    top_level = config.search_index is not None and config.cache_type not in INDEXABLE_TYPES
+    if top_level or any(entry.search_index for entry in config.overrides_for(stream.namespace, stream.name)):
         raise config_error(
             f"Stream '{stream.label}': search_index needs cache_type hash_fields or json (one field "
             f"per property); cache_type '{settings.cache_type}' stores a record as one value, which "

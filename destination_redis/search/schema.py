@@ -20,6 +20,7 @@ from typing import Any, Literal
 Kind = Literal["TAG", "TEXT", "NUMERIC", "VECTOR"]
 
 ID_FIELD = "_airbyte_ab_id"
+TAG_SEPARATOR = "\x1f"  # the unit separator: not in values, so a hash's TAG is the whole value
 EMITTED_AT_FIELD = "_airbyte_emitted_at"
 # An attribute name the query syntax takes as it is (@name); others are named a_b_c.
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -51,7 +52,12 @@ class IndexField:
             v = self.vector
             return [*words, "VECTOR", v.algorithm, "6", "TYPE", "FLOAT32", "DIM", str(v.dims),
                     "DISTANCE_METRIC", v.distance_metric]
-        return [*words, self.kind, "SORTABLE"] if self.kind == "NUMERIC" else [*words, self.kind]
+        if self.kind == "NUMERIC":
+            return [*words, "NUMERIC", "SORTABLE"]
+        if self.kind == "TAG" and not self.source.startswith("$"):
+            # A hash's TAG splits on "," by default: a whole value ("tools, garden") is one tag.
+            return [*words, "TAG", "SEPARATOR", TAG_SEPARATOR]
+        return [*words, self.kind]
 
 
 def index_fields(

@@ -61,7 +61,11 @@ class StreamWriter(ABC):
             deleted = self.delete_older_than(None)
             self.router.run([(b"DEL", self.key)])
             logger.info(f"Overwrite of stream '{self.stream.label}': deleted {deleted} existing records.")
-        if self.index is not None:  # before the first record is written
+
+    def prepare(self) -> None:
+        """Runs once before any stream of the sync starts (deletes or writes anything): what
+        may refuse the sync is done first (a search index an ACL user may not create)."""
+        if self.index is not None:
             self.index.ensure()
 
     def settle(self) -> None:
