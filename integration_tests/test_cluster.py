@@ -891,3 +891,27 @@ def test_a_hung_primary_without_failover_means_clusterdown_until_it_is_back(
     stats = errorstats(cluster)
     assert stats.get("CLUSTERDOWN", 0) > 0, stats
     assert "answered CLUSTERDOWN" in " ".join(sync.logs())
+
+
+def test_acl_user_without_cluster_slots_is_told_to_grant_it(
+    redis_cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """An ACL user that may write keys but not run CLUSTER SLOTS: check FAILED and write a
+    config_error (the user must act; retrying would fail the same way), naming the grant."""
+    user, password = "noslots", "pw-noslots"
+    grants = ["on", f">{password}", "~*", "+@all", "-cluster|slots"]
+    for node in redis_cluster.nodes:
+        redis_cluster.node_client(node.address).execute_command("ACL", "SETUSER", user, "reset", *grants)
+    try:
+        config = redis_cluster.config(username=user, password=password)
+        message = assert_check_failed(check_cli(tmp_path, config), "CLUSTER SLOTS", "+cluster|slots")
+        assert password not in message
+        result = run_connector(
+            ["write", "--config", "{config}", "--catalog", "{catalog}"], tmp_path, config=config,
+            catalog=catalog(("users", "append")), stdin=lines(record("users", {"id": 1})),
+        )
+        error = assert_failed(result, "CLUSTER SLOTS", f"ACL SETUSER {user} +cluster|slots")
+        assert error["failure_type"] == "config_error", error
+    finally:
+        for node in redis_cluster.nodes:
+            redis_cluster.node_client(node.address).execute_command("ACL", "DELUSER", user)

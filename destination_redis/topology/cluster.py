@@ -22,7 +22,7 @@ from destination_redis.config import ClusterTopology, RedisConfig, parse_address
 from destination_redis.connection.endpoint import Login
 from destination_redis.connection.node import Node, open_node
 from destination_redis.connection.reach import Reach
-from destination_redis.connection.server import ServerInfo
+from destination_redis.connection.server import ServerInfo, error_code
 from destination_redis.errors import ConnectStepError, step_failed
 from destination_redis.topology.base import Topology, call
 
@@ -108,6 +108,14 @@ class Cluster(Topology):
             except ConnectStepError as exc:
                 problems.append(exc)
             except (*CONNECTION_ERRORS, hiredis.ReplyError) as exc:  # try the next node
+                if isinstance(exc, hiredis.ReplyError) and error_code(exc) == "NOPERM":
+                    user = self._login.username or "default"
+                    problems.append(ConnectStepError(  # the user must act: not retryable
+                        f"CLUSTER SLOTS failed at {address[0]}:{address[1]}: the ACL user '{user}' may "
+                        f"not run it ({exc}); the connector needs it to find which node owns each key. "
+                        f"Grant it (ACL SETUSER {user} +cluster|slots) on every node.", False
+                    ))
+                    continue
                 problems.append(ConnectStepError(
                     f"CLUSTER SLOTS failed at {address[0]}:{address[1]}: {type(exc).__name__} {exc}.", True
                 ))
