@@ -6,7 +6,9 @@ append commands of the cache type, scripts/bench_commands.py), or over standalon
 cluster row. Start-up is wall seconds, peak RSS the connector process' own MB, flatness the
 relative difference of peak RSS between 1M and 10M records. The 1.4.0 rows (`--templates`: key
 templates, expiry from the data) are over redis-cli --pipe loading the very commands the
-connector sends for them.
+connector sends for them. The search rows (`--search`) are the connector's append with a search
+index over the same append without one, into the same Redis 8.2; `search_backfill` (seconds to
+index existing records) has no target.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ TARGETS: dict[str, Target] = {
     "template": ratio(0.35),
     "template_dedup": ratio(0.35),
     "expire_at": ratio(0.6),
+    # search_index (Redis 8.2's query engine): the append with the index / the same append without
+    "search_hash_fields": ratio(0.7),
+    "search_json": ratio(0.7),
     "cluster": ratio(1.0),  # cluster / standalone, same cache type and mode, same run
     "startup write": Target(0.5, at_least=False, unit="s"),  # process start -> its STATE line read
     "startup spec": Target(0.5, at_least=False, unit="s"),

@@ -3,7 +3,8 @@ targets (scripts/bench_targets.py) printed beside each measured figure as met or
 
 Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|append_dedup]
     [--ttl S] [--topology standalone|cluster] [--cache-type hash|hash_fields|json|string|list|set|
-    sorted_set|stream] [--all-types] [--modes] [--templates] [--startup] [--all] [--flat] [--root PATH]
+    sorted_set|stream] [--all-types] [--modes] [--templates] [--search] [--startup] [--all] [--flat]
+    [--root PATH]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
 a throwaway redis-server on a free loopback port, pipes the file into the connector (`python
@@ -27,11 +28,22 @@ Rows (one connector run each), ending with a table of figure, target and met/mis
                 in append_dedup), `expire_at` (hash, expire_at_field holding epoch seconds: HSET
                 PEXPIREAT per record); the template rows also give the key books' share of Redis'
                 memory (used_memory freed by deleting them after the data checks)
+  --search      search_index rows, into the test matrix's Redis 8.2 with its query engine and JSON
+                modules (made by `scripts/build_redis.sh 8.2` when missing; skipped with a note if
+                that fails), the catalog's json_schema typing six of the records' properties (id,
+                score NUMERIC; name TEXT; email, active, created_at TAG): `search_hash_fields` and
+                `search_json`, the append with search_index over the append without it (both the
+                connector, a fresh server each; the same data checked by DEBUG DIGEST, the index by
+                FT.SEARCH), with the time from the connector's exit until FT.INFO says all N are
+                indexed, Redis' memory per record and redis-server's CPU seconds with and without;
+                `search_backfill`, the seconds of a 1-record sync with search_index over N
+                hash_fields records written without one (its state waits for the query engine's scan)
   --topology cluster  each row again into a local Redis Cluster of 3 primaries (no replicas: on
                 one machine every node shares its cores), as cluster / standalone of the same run
   --startup     wall time of a one-record write until its STATE line is read, of spec, of check
                 (median and best of --startup-runs)
-  --all         --modes, --all-types, --templates, the cluster row for hash append, and --startup
+  --all         --modes, --all-types, --templates, --search, the cluster row for hash append, and
+                --startup
   --flat        peak RSS at --records and at --flat-records (default 10,000,000), hash append,
                 records streamed into the connector, the server evicting (maxmemory): long, not in CI
 A "peak RSS" row (the largest connector process of the run) ends every table. The exit status is
@@ -74,6 +86,7 @@ from bench_targets import Target, row_name, target
 
 from destination_redis.loader import BATCH_RECORDS
 from integration_tests.cluster_server import ClusterServer
+from integration_tests.matrix import MatrixError, ServerBinary, find
 from integration_tests.servers import REDIS_SERVER, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +100,17 @@ EXPIRE_AT_FIELD = "expires_at"  # the `expire_at` row's property: epoch seconds
 EXPIRES_AT = 4_102_444_800  # 2100-01-01T00:00:00Z: record i expires i seconds later
 # What each 1.4.0 row's connector (and redis-cli, the same) sends per record, after one INCRBY per batch.
 FEATURE_COMMANDS = {"template": "MULTI DEL HSET ZADD EXEC", "expire_at": "HSET PEXPIREAT"}
+# The `--search` rows' catalog schema: six of make_data's scalar properties, typed as it makes them
+# (the index: id, score NUMERIC SORTABLE; name TEXT; email, active, created_at TAG; plus the
+# connector's _airbyte_ab_id and _airbyte_emitted_at NUMERIC SORTABLE), and their search_index.
+SEARCH_SCHEMA = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": "string"},
+    "score": {"type": "number"}, "active": {"type": "boolean"}, "created_at": {"type": "string"},
+}}
+SEARCH_INDEX = {"text_fields": ["name"]}
+INDEX_NAME = f"idx:{KEY}"  # the connector's default name: <key_prefix>idx:<namespace>:<stream>
+SEARCH_SERVER = "8.2"  # the test matrix's Redis with the query engine and JSON (integration_tests/matrix.py)
+SEARCH_TYPES = ("hash_fields", "json")
 
 
 def make_data(i: int, rng: random.Random) -> dict[str, object]:
@@ -185,9 +209,13 @@ class Case:
     cache_type: str
     cluster: bool = False
     feature: str | None = None  # "template" (key_template TEMPLATE), "expire_at" (EXPIRE_AT_FIELD)
+    schema: bool = False  # the catalog's json_schema is SEARCH_SCHEMA (else {})
+    search_index: bool = False  # the config's top-level search_index is SEARCH_INDEX
 
     @property
     def row(self) -> str:
+        if self.schema:
+            return f"search_{self.cache_type}"
         return row_name(self.mode, self.ttl, self.cache_type, self.feature)
 
     @property
@@ -220,15 +248,16 @@ class Connector:
         return {**os.environ, "PYTHONPATH": str(self.root) + (os.pathsep + path if path else "")}
 
 
-# Runs the connector and writes "seconds peak-RSS-KB exit-code" to argv[1]. A small process in
-# between because Linux carries a process' peak RSS across fork and exec: a direct child of this
-# script (which holds every record) would report at least this script's size as its own peak.
+# Runs the connector and writes "seconds peak-RSS-KB exit-code CPU-seconds" to argv[1]. A small
+# process in between because Linux carries a process' peak RSS across fork and exec: a direct child
+# of this script (which holds every record) would report at least this script's size as its own peak.
 LAUNCHER = """import os, subprocess, sys, time
 start = time.perf_counter()
 _, status, usage = os.wait4(subprocess.Popen(sys.argv[2:]).pid, 0)
 seconds = time.perf_counter() - start
 with open(sys.argv[1], "w") as out:
-    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    cpu = usage.ru_utime + usage.ru_stime
+    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {cpu}")
 """
 
 
@@ -247,13 +276,25 @@ def write_files(server: RedisServer | ClusterServer, folder: Path, case: Case) -
     config.write_text(json.dumps(server.config(
         cache_type=case.cache_type, **({"ttl_seconds": case.ttl} if case.ttl else {}),
         **({"streams": [{"name": STREAM, **entry}]} if entry else {}),
+        **({"search_index": SEARCH_INDEX} if case.search_index else {}),
     )))
     catalog = folder / "catalog.json"
+    schema = SEARCH_SCHEMA if case.schema else {}
     catalog.write_text(json.dumps({"streams": [{
-        "stream": {"name": STREAM, "json_schema": {}, "supported_sync_modes": ["incremental"]},
+        "stream": {"name": STREAM, "json_schema": schema, "supported_sync_modes": ["incremental"]},
         "sync_mode": "incremental", **MODES[case.mode],
     }]}))
     return config, catalog
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One connector run: wall seconds, peak RSS MB, states emitted, CPU seconds (user + system)."""
+
+    seconds: float
+    rss_mb: float
+    states: int
+    cpu_seconds: float
 
 
 def run_connector(
@@ -262,6 +303,15 @@ def run_connector(
 ) -> tuple[float, float, int]:
     """Seconds, peak RSS in MB, and the number of states the connector emitted. `messages` is a
     file, or chunks written to the connector's stdin as they come."""
+    usage = run_usage(connector, server, messages, folder, case)
+    return usage.seconds, usage.rss_mb, usage.states
+
+
+def run_usage(
+    connector: Connector, server: RedisServer | ClusterServer, messages: Path | Iterator[bytes],
+    folder: Path, case: Case,
+) -> Usage:
+    """run_connector, with the connector's CPU seconds too."""
     config, catalog = write_files(server, folder, case)
     out_path, usage_path = folder / "stdout.jsonl", folder / "usage.txt"
     command = [sys.executable, "-c", LAUNCHER, str(usage_path),
@@ -283,14 +333,14 @@ def run_connector(
                     process.stdin.close()
             if process.wait() != 0:
                 raise RuntimeError(f"the launcher failed (exit {process.returncode})")
-    seconds_text, maxrss_kb, code = usage_path.read_text().split()
+    seconds_text, maxrss_kb, code, cpu_text = usage_path.read_text().split()
     output = out_path.read_text()
     if code != "0":
         errors = [json.loads(line)["trace"]["error"]["message"] for line in output.splitlines()
                   if '"type":"TRACE"' in line and '"error"' in line]
         raise Refused(errors[-1] if errors else output[-2000:])
     states = sum(1 for line in output.splitlines() if '"type":"STATE"' in line)
-    return float(seconds_text), int(maxrss_kb) / 1024, states
+    return Usage(float(seconds_text), int(maxrss_kb) / 1024, states, float(cpu_text))
 
 
 def run_redis_cli(server: RedisServer, resp: Path) -> float:
@@ -669,6 +719,275 @@ def flat_rows(connector: Connector, folder: Path, sizes: tuple[int, int]) -> tup
                 f"{small:.0f} MB at {sizes[0]:,}, {large:.0f} MB at {sizes[1]:,} records")], rss
 
 
+# --- search indexes --------------------------------------------------------------------------------
+
+def search_binary() -> ServerBinary | str:
+    """The test matrix's Redis 8.2 with its modules (the query engine, JSON), made by
+    `scripts/build_redis.sh 8.2` when missing; the skip note when that fails."""
+    try:
+        return find(SEARCH_SERVER)
+    except MatrixError as exc:
+        print(f"search: {exc}\nsearch: building it: bash scripts/build_redis.sh {SEARCH_SERVER}", flush=True)
+    build = subprocess.run(["bash", str(ROOT / "scripts" / "build_redis.sh"), SEARCH_SERVER], check=False)
+    try:
+        return find(SEARCH_SERVER)
+    except MatrixError as exc:
+        print(f"search: {exc}", flush=True)
+        return (f"skipped: no Redis {SEARCH_SERVER} with the query engine (`bash scripts/build_redis.sh "
+                f"{SEARCH_SERVER}` failed: exit {build.returncode})")
+
+
+def search_server(binary: ServerBinary) -> tuple[RedisServer, redis.Redis]:
+    server = RedisServer(binary=binary.path, args=["--enable-debug-command", "local", *binary.args]).start()
+    return server, redis.Redis(host="127.0.0.1", port=server.port, protocol=2, socket_timeout=600)
+
+
+def ft_info(client: redis.Redis, name: str = INDEX_NAME) -> dict[bytes, Any]:
+    reply = client.execute_command("FT.INFO", name)
+    return {bytes(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+
+
+def server_cpu(client: redis.Redis) -> float:
+    """redis-server's CPU seconds so far, user + system, every thread (INFO cpu)."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def engine(client: redis.Redis) -> str:
+    """"Redis 8.2.3, search 2.10.5" (MODULE LIST's version of the query engine)."""
+    version = client.info("server")["redis_version"]
+    for module in client.execute_command("MODULE", "LIST"):
+        pairs = {module[i]: module[i + 1] for i in range(0, len(module) - 1, 2)}
+        if pairs.get(b"name") == b"search":
+            ver = int(pairs[b"ver"])
+            return f"Redis {version}, search {ver // 10000}.{ver // 100 % 100}.{ver % 100}"
+    return f"Redis {version}"
+
+
+def wait_indexed(client: redis.Redis, n: int, row: str, timeout: float = 600.0) -> tuple[float, int]:
+    """Seconds from now until FT.INFO says the index is not indexing and holds all `n` documents,
+    and how many FT.INFO it took (one: what was written was indexed already; its round trip is
+    the least this can show)."""
+    start = time.perf_counter()
+    polls = 0
+    while True:
+        info = ft_info(client)
+        polls += 1
+        if int(info[b"indexing"]) == 0 and int(info[b"num_docs"]) == n:
+            return time.perf_counter() - start, polls
+        if time.perf_counter() - start > timeout:
+            raise WrongData(f"{row}: the index holds {info[b'num_docs']} of {n} documents {timeout:.0f} s "
+                            f"after the write (indexing {info[b'indexing']})")
+        time.sleep(0.001)
+
+
+def check_index(client: redis.Redis, row: str, datas: list[bytes]) -> None:
+    """WrongData unless queries on the index find what the records hold: a TAG of booleans, the
+    TEXT name (`user-<id>-...`: every record has the word `user`), the NUMERIC id."""
+    n = len(datas)
+    expected = {"@active:{true}": sum(b'"active":true' in data for data in datas),
+                "@name:user": n, f"@id:[{n} {n}]": 1}
+    for query, count in expected.items():
+        found = client.execute_command("FT.SEARCH", INDEX_NAME, query, "LIMIT", "0", "0")[0]
+        if found != count:
+            raise WrongData(f"{row}: FT.SEARCH {query} found {found} documents, expected {count}")
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One connector run (append, SEARCH_SCHEMA's catalog) into a fresh Redis 8.2, with or without
+    search_index."""
+
+    usage: Usage
+    server_cpu: float  # redis-server's CPU seconds over the connector's run (and the wait for the index)
+    bytes_per_record: float  # used_memory after less before / N
+    fingerprint: tuple[Any, ...]  # the data (DEBUG DIGEST ..): the same with or without the index
+    engine: str
+    lag: float | None = None  # with the index: from the connector's exit until all N were indexed
+    polls: int = 0  # the FT.INFO calls of that wait
+    index_bytes_per_record: float | None = None  # FT.INFO total_index_memory_sz_mb / N
+    indexing_seconds: float | None = None  # FT.INFO total_indexing_time
+
+
+def search_run(bench: Bench, binary: ServerBinary, cache_type: str, indexed: bool) -> SearchRun:
+    messages, _, datas = bench.inputs
+    n = len(datas)
+    case = Case("append", None, cache_type, schema=True, search_index=indexed)
+    server, client = search_server(binary)
+    try:
+        before, cpu_before = int(client.info("memory")["used_memory"]), server_cpu(client)
+        usage = run_usage(bench.connector, server, messages, bench.folder, case)
+        lag, polls = wait_indexed(client, n, case.row) if indexed else (None, 0)
+        cpu = server_cpu(client) - cpu_before
+        used = int(client.info("memory")["used_memory"]) - before
+        check_data(client, case, datas, 1, set())
+        info = ft_info(client) if indexed else {}
+        if indexed:
+            check_index(client, case.row, datas)
+        return SearchRun(
+            usage, cpu, used / n, fingerprint(client, cache_type, KEY, n), engine(client), lag, polls,
+            float(info[b"total_index_memory_sz_mb"]) * 2**20 / n if indexed else None,
+            float(info[b"total_indexing_time"]) / 1000 if indexed else None,
+        )
+    finally:
+        client.close()
+        server.stop()
+
+
+def middle(runs: list[SearchRun]) -> SearchRun:
+    """The run of the median seconds, with the median wait for the index and the largest peak RSS."""
+    ordered = sorted(runs, key=lambda r: r.usage.seconds)
+    lags = [r.lag for r in runs if r.lag is not None]
+    mid = ordered[len(ordered) // 2]
+    return replace(mid, usage=replace(mid.usage, rss_mb=max(r.usage.rss_mb for r in runs)),
+                   lag=statistics.median(lags) if lags else None)
+
+
+def search_row(bench: Bench, binary: ServerBinary, cache_type: str, times: int) -> tuple[Row, list[float]]:
+    """`search_<type>`: the append with the index / the same append without it, each into a fresh
+    server of the same binary (in turn, `times` times each: medians); peak RSS of every run."""
+    row = f"search_{cache_type}"
+    runs: dict[bool, list[SearchRun]] = {False: [], True: []}
+    for _ in range(times):
+        for indexed in (False, True):
+            runs[indexed].append(search_run(bench, binary, cache_type, indexed))
+    prints = {r.fingerprint for rs in runs.values() for r in rs}
+    if len(prints) != 1:
+        raise WrongData(f"{row}: the data differ between runs with and without the index (DEBUG DIGEST)")
+    if times > 1:
+        for indexed, rs in runs.items():
+            print(f"{row}: connector {'with' if indexed else 'without'} the index "
+                  f"{', '.join(f'{r.usage.seconds:.2f}' for r in sorted(rs, key=lambda r: r.usage.seconds))} "
+                  f"s over {times} runs; the median is reported", flush=True)
+    on, off = middle(runs[True]), middle(runs[False])
+    n = len(bench.inputs[2])
+    rate, base = n / on.usage.seconds, n / off.usage.seconds
+    assert on.lag is not None
+    assert on.index_bytes_per_record is not None
+    assert on.indexing_seconds is not None
+    lags = sorted(r.lag for r in runs[True] if r.lag is not None)
+    lag = f"{on.lag * 1000:.1f} ms"
+    if times > 1:
+        lag += f" (median; {lags[0] * 1000:.1f}-{lags[-1] * 1000:.1f})"
+    print(f"row {row}: cache type {cache_type}, append, search_index {json.dumps(SEARCH_INDEX)} over "
+          f"{', '.join(SEARCH_SCHEMA['properties'])} ({on.engine}, a fresh server each run)")
+    print(f"records:            {n:,}, states emitted: {on.usage.states}")
+    for label, r in (("with the index:", on), ("without:", off)):
+        print(f"{label:<20}{r.usage.seconds:.2f} s = {n / r.usage.seconds:,.0f} records/s, peak RSS "
+              f"{r.usage.rss_mb:.1f} MB; CPU s: connector {r.usage.cpu_seconds:.2f}, redis-server "
+              f"{r.server_cpu:.2f}; Redis {r.bytes_per_record:,.0f} bytes/record")
+    print(f"ratio with / without the index: {rate / base:.2f}")
+    print(f"indexed:            all {n:,} documents {lag} after the connector exited "
+          f"({on.polls} FT.INFO), the query engine's total_indexing_time {on.indexing_seconds:.2f} s")
+    print(f"index memory:       {on.index_bytes_per_record:,.0f} bytes/record (FT.INFO "
+          f"total_index_memory_sz_mb / N), used_memory {on.bytes_per_record - off.bytes_per_record:+,.0f} "
+          f"bytes/record with the index\n", flush=True)
+    detail = (f"{rate:,.0f} with the index vs {base:,.0f} records/s without (the connector both, "
+              f"{on.engine}); all indexed {lag} after the write; Redis {on.bytes_per_record:,.0f} "
+              f"bytes/record with the index (FT.INFO's index memory {on.index_bytes_per_record:,.0f}), "
+              f"{off.bytes_per_record:,.0f} without; redis-server CPU {on.server_cpu:.2f} s with, "
+              f"{off.server_cpu:.2f} s without (total_indexing_time {on.indexing_seconds:.2f} s); "
+              f"connector CPU {on.usage.cpu_seconds:.2f} s / {off.usage.cpu_seconds:.2f} s; peak RSS "
+              f"{max(on.usage.rss_mb, off.usage.rss_mb):.0f} MB")
+    rss = [r.usage.rss_mb for rs in runs.values() for r in rs]
+    return Row(row, rate / base, f"{rate / base:.2f}", detail), rss
+
+
+def one_record(folder: Path, name: str, record_id: int) -> tuple[Path, bytes]:
+    """A one-record input (a record of make_data's shape, then a state), for the backfill row, and
+    the record's data."""
+    path = folder / name
+    data = json.dumps(make_data(record_id, random.Random(record_id)), separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    path.write_bytes(record_line(data, EMITTED_AT) + state_line(record_id))
+    return path, data
+
+
+@dataclass(frozen=True)
+class Backfill:
+    seconds: float  # the 1-record sync with search_index, process start to exit
+    rss_mb: float
+    base_seconds: float  # the same 1-record sync without search_index, after it
+    indexing_seconds: float  # FT.INFO total_indexing_time after the indexed sync
+    engine: str
+
+
+def backfill_run(bench: Bench, binary: ServerBinary) -> Backfill:
+    """N hash_fields records written without an index, then a 1-record sync with search_index (the
+    connector creates the index; its state waits until the query engine has scanned the N), then
+    the same 1-record sync without search_index, for its start-up."""
+    messages, _, datas = bench.inputs
+    n = len(datas)
+    plain = Case("append", None, "hash_fields", schema=True)
+    server, client = search_server(binary)
+    try:
+        run_usage(bench.connector, server, messages, bench.folder, plain)
+        check_data(client, plain, datas, 1, set())
+        one, extra = one_record(bench.folder, "one.jsonl", n + 1)
+        sync = run_usage(bench.connector, server, one, bench.folder, replace(plain, search_index=True))
+        info = ft_info(client)  # at once: the sync's state promised the index was done
+        if sync.states != 1 or int(info[b"indexing"]) != 0 or int(info[b"num_docs"]) != n + 1:
+            raise WrongData(f"search_backfill: after the 1-record sync's state the index holds "
+                            f"{info[b'num_docs']} of {n + 1} documents (indexing {info[b'indexing']})")
+        check_index(client, "search_backfill", [*datas, extra])
+        base = run_usage(bench.connector, server, one_record(bench.folder, "two.jsonl", n + 2)[0],
+                         bench.folder, plain)
+        return Backfill(sync.seconds, sync.rss_mb, base.seconds, float(info[b"total_indexing_time"]) / 1000,
+                        engine(client))
+    finally:
+        client.close()
+        server.stop()
+
+
+def backfill_row(bench: Bench, binary: ServerBinary, times: int) -> tuple[Row, list[float]]:
+    runs = sorted((backfill_run(bench, binary) for _ in range(times)), key=lambda r: r.seconds)
+    n = len(bench.inputs[2])
+    mid = runs[len(runs) // 2]
+    spread = f" (median of {times}: {', '.join(f'{r.seconds:.2f}' for r in runs)})" if times > 1 else ""
+    print(f"row search_backfill: {n:,} hash_fields records written without an index, then a 1-record "
+          f"sync with search_index ({mid.engine})")
+    print(f"indexed sync:       {mid.seconds:.2f} s{spread} = {n / mid.seconds:,.0f} records/s indexed, "
+          f"until its state and exit")
+    print(f"without the index:  {mid.base_seconds:.2f} s (the same 1-record sync, after it)")
+    print(f"query engine:       total_indexing_time {mid.indexing_seconds:.2f} s\n", flush=True)
+    detail = (f"{n / mid.seconds:,.0f} records/s indexed: a 1-record sync creating the index over {n:,} "
+              f"existing hash_fields records, start to exit, its state after the scan{spread}; the "
+              f"same sync without the index {mid.base_seconds:.2f} s; total_indexing_time "
+              f"{mid.indexing_seconds:.2f} s")
+    return Row("search_backfill", mid.seconds, f"{mid.seconds:.2f} s", detail), [r.rss_mb for r in runs]
+
+
+def search_rows(bench: Bench, times: int) -> tuple[list[Row], list[float], list[str]]:
+    """The `--search` rows (their peak RSS, and what was wrong with the data); skipped with a note
+    when there is no Redis 8.2 with the query engine and it cannot be built."""
+    binary = search_binary()
+    names = [*(f"search_{t}" for t in SEARCH_TYPES), "search_backfill"]
+    if isinstance(binary, str):
+        print(f"search: {binary}\n")
+        return [Row(name, None, "skipped", binary) for name in names], [], []
+    rows: list[Row] = []
+    rss: list[float] = []
+    wrong: list[str] = []
+    for name in names:
+        try:
+            if name == "search_backfill":
+                row, row_rss = backfill_row(bench, binary, times)
+            else:
+                row, row_rss = search_row(bench, binary, name.removeprefix("search_"), times)
+        except Refused as exc:
+            print(f"{name}: the connector refused it: {exc}\n", flush=True)
+            rows.append(Row(name, None, "refused", "refused: " + textwrap.shorten(str(exc), 90)))
+            continue
+        except WrongData as exc:
+            print(f"WRONG DATA: {exc}\n", flush=True)
+            wrong.append(str(exc))
+            rows.append(Row(name, None, "WRONG DATA", str(exc)))
+            continue
+        rows.append(row)
+        rss += row_rss
+    return rows, rss, wrong
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 def cases_of(args: argparse.Namespace) -> list[Case]:
@@ -684,7 +1003,8 @@ def cases_of(args: argparse.Namespace) -> list[Case]:
         cases += [Case("append", None, "hash_fields", feature="template"),
                   Case("append_dedup", None, "hash_fields", feature="template"),
                   Case("append", None, "hash", feature="expire_at")]
-    if not (args.modes or args.all_types or args.templates or args.all or args.startup or args.flat):
+    if not (args.modes or args.all_types or args.templates or args.search or args.all or args.startup
+            or args.flat):
         cases.append(Case(args.mode, ttl, args.cache_type))
     unique = list(dict.fromkeys(cases))
     if args.topology == "cluster":
@@ -711,6 +1031,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--templates", action="store_true",
                         help="the key_template rows (hash_fields, append and append_dedup) and the "
                              "expire_at_field row (hash), each against its own commands")
+    parser.add_argument("--search", action="store_true",
+                        help="the search_index rows (Redis 8.2 with the query engine): hash_fields and "
+                             "json appends with the index vs without, and indexing existing records")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per row, connector and redis-cli each: their medians are compared")
     parser.add_argument("--startup", action="store_true", help="the start-up rows (write, spec, check)")
@@ -737,10 +1060,11 @@ def main() -> None:
     rows: list[Row] = []
     rss: list[float] = []
     wrong: list[str] = []
+    search = args.search or args.all
     with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
         folder = Path(tmp)
         print(f"connector: {' '.join(connector.command())}", flush=True)
-        if cases:
+        if cases or search:
             print(f"generating {n:,} records ...", flush=True)
             inputs = write_inputs(n, folder)
             os.sync()  # the file's dirty pages go to disk now, not during the first row's run
@@ -780,6 +1104,11 @@ def main() -> None:
                 per_type = ("append", None, None) if args.all else (args.mode, args.ttl, None)
                 type_table([t for t in typed if isinstance(t, tuple)
                             or (t.case.mode, t.case.ttl, t.case.feature) == per_type], n)
+            if search:
+                search_found, search_rss, search_wrong = search_rows(bench, args.repeat)
+                rows += search_found
+                rss += search_rss
+                wrong += search_wrong
         if args.startup or args.all:
             rows += startup_rows(connector, folder, args.startup_runs)
         if args.flat:
