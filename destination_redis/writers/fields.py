@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from destination_redis.writers.encoding import object_fields
-
 _NULL = msgspec.Raw(b"null")
+
+# A JSON object's fields as raw JSON: only the top level is decoded, numbers keep their text.
+object_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 def fields_decoder(names: list[str]) -> Callable[[bytes], msgspec.Struct]:

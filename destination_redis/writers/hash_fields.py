@@ -12,18 +12,14 @@ the query engine's VECTOR field reads from a hash: FLOAT32 little endian, 4 byte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
 
 from destination_redis.commands import Command, pack_command
-from destination_redis.connection.server import ServerInfo
 from destination_redis.writers.encoding import (
     F_EMITTED_AT,
     F_ID,
     Encoding,
     ProbeUnits,
-    Vectors,
     json_text,
     record_object,
 )
@@ -45,74 +41,47 @@ def property_texts(data: bytes) -> list[tuple[str, bytes]]:
 class HashFieldsEncoding(Encoding):
     name = "hash_fields"
 
-    def __init__(self, server: ServerInfo, vectors: Mapping[str, int] | None = None) -> None:
-        super().__init__(server, vectors)
-        self._vectors = Vectors(self.vectors) if self.vectors else None
-
-    def check_record(self, data: bytes) -> None:
-        if self._vectors is not None:
-            self._vectors.check(data)
-
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
         command: list[bytes | int] = [self.server.hset_verb, key]
-        if self._vectors is None:
-            for name, text in property_texts(data):
-                command += [name.encode(), text]
-        else:
-            vectors = self._vectors
-            for name, raw in record_object(data).items():
-                text = bytes(raw)
-                if text != b"null":
-                    value = vectors.pack(name, text) if name in vectors.dims else json_text(text)
-                    command += [name.encode(), value]
+        for name, text in self._fields(data):
+            command += [name.encode(), text]
         command += [F_ID, record_id, F_EMITTED_AT, emitted_at]
         return [tuple(command)]
 
     def pack_at(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> bytes:
         """The RESP of `commands(...)`, on the hot path: `property_texts` and `json_text` inlined
         (a string without escapes is the bytes between its quotes), packed by hiredis."""
-        if self._vectors is not None:
-            return self._pack_with_vectors(key, record_id, emitted_at, data, self._vectors)
         command: list[bytes | str | int] = [self.server.hset_verb, key]
         append = command.append
-        for name, raw in record_object(data).items():
-            text = bytes(raw)
-            first = text[0]
-            if first == 0x22:  # a string
-                text = text[1:-1] if b"\\" not in text else _decode_str(text).encode()
-            elif first == 0x6E and text == b"null":
-                continue  # a null property writes no field
-            append(name)
-            append(text)
+        if self._vectors is not None:  # kept out of the loop of streams without vectors
+            for name, text in self._fields(data):
+                append(name)
+                append(text)
+        else:
+            for name, raw in record_object(data).items():
+                text = bytes(raw)
+                first = text[0]
+                if first == 0x22:  # a string
+                    text = text[1:-1] if b"\\" not in text else _decode_str(text).encode()
+                elif first == 0x6E and text == b"null":
+                    continue  # a null property writes no field
+                append(name)
+                append(text)
         append(F_ID)
         append(record_id)
         append(F_EMITTED_AT)
         append(emitted_at)
         return _pack(tuple(command))
 
-    def _pack_with_vectors(
-        self, key: bytes, record_id: int, emitted_at: int, data: bytes, vectors: Vectors
-    ) -> bytes:
-        """`pack_at` for a stream with vector properties (kept out of the loop without them)."""
-        command: list[bytes | str | int] = [self.server.hset_verb, key]
-        append = command.append
-        dims = vectors.dims
-        for name, raw in record_object(data).items():
-            text = bytes(raw)
-            first = text[0]
-            if first == 0x6E and text == b"null":
-                continue  # a null property writes no field (a null vector: no vector)
-            if name in dims:
-                text = vectors.pack(name, text)
-            elif first == 0x22:  # a string
-                text = text[1:-1] if b"\\" not in text else _decode_str(text).encode()
-            append(name)
-            append(text)
-        append(F_ID)
-        append(record_id)
-        append(F_EMITTED_AT)
-        append(emitted_at)
-        return _pack(tuple(command))
+    def _fields(self, data: bytes) -> list[tuple[str, bytes]]:
+        """(property, value) of each field: `property_texts`, vectors as FLOAT32 bytes."""
+        vectors = self._vectors
+        if vectors is None:
+            return property_texts(data)
+        return [
+            (name, vectors.pack(name, text) if name in vectors.dims else json_text(text))
+            for name, raw in record_object(data).items() if (text := bytes(raw)) != b"null"
+        ]
 
     def id_command(self, key: bytes) -> Command:
         return (b"HGET", key, F_ID)

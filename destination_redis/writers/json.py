@@ -14,28 +14,18 @@ refuses one that is not `dims` numbers within float32 range.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from destination_redis.commands import Command
-from destination_redis.connection.server import ServerInfo
-from destination_redis.writers.encoding import Encoding, ProbeUnits, Vectors, record_object
+from destination_redis.writers.encoding import Encoding, ProbeUnits, record_object
 
 _OURS = (b'"_airbyte_ab_id"', b'"_airbyte_emitted_at"')
 
 
 class JsonEncoding(Encoding):
     name = "json"
-
-    def __init__(self, server: ServerInfo, vectors: Mapping[str, int] | None = None) -> None:
-        super().__init__(server, vectors)
-        self._vectors = Vectors(self.vectors) if self.vectors else None
-
-    def check_record(self, data: bytes) -> None:
-        if self._vectors is not None:
-            self._vectors.check(data)
 
     def commands(self, key: bytes, record_id: int, emitted_at: int, data: bytes) -> list[Command]:
         fields = record_object(data)  # also refuses a non-object
