@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,15 @@ class _Collect(logging.Handler):
 def run_here(server: RedisServer, catalog: list[dict[str, Any]], *messages: str, **config: Any) -> Run:
     """`write` in this process: what the CLI's write runs (parse_config, the catalog, write_lines),
     without its process start, protocol output and exit code (the CLI tests show those)."""
+    return run_config(server.config(**config), catalog, messages)
+
+
+def run_config(
+    config: dict[str, Any], catalog: list[dict[str, Any]], messages: Iterable[str],
+    at_state: Callable[[dict[str, Any]], None] | None = None,
+) -> Run:
+    """`run_here` of a whole config; `at_state` is called with each state the moment the
+    connector releases it (the connector waits meanwhile)."""
     states: list[dict[str, Any]] = []
     logger = logging.getLogger("airbyte")
     collect, level = _Collect(), logger.level
@@ -117,9 +126,11 @@ def run_here(server: RedisServer, catalog: list[dict[str, Any]], *messages: str,
     logger.setLevel(logging.INFO)
     error = None
     try:
-        parsed = parse_config(server.config(**config))
-        for line in write_lines(parsed, parse_catalog({"streams": catalog}), (m.encode() for m in messages)):
+        lines = (m.encode() for m in messages)
+        for line in write_lines(parse_config(config), parse_catalog({"streams": catalog}), lines):
             states.append(json.loads(line))
+            if at_state is not None:
+                at_state(states[-1])
     except ConnectorError as exc:
         error = exc
     finally:

@@ -30,10 +30,7 @@ from typing import Any
 import pytest
 import redis
 
-from destination_redis.catalog import parse_catalog
-from destination_redis.config import parse_config
 from destination_redis.errors import ConnectorError
-from destination_redis.sync import write_lines
 from integration_tests.cli import Result, stream_state
 from integration_tests.cluster import RedisCluster
 from integration_tests.connector_runs import check_here
@@ -41,10 +38,10 @@ from integration_tests.servers import RedisServer
 from integration_tests.test_key_templates import (
     EMITTED,
     Run,
-    _Collect,
     check_status,
     raw_record,
     refused_here,
+    run_config,
     run_here,
     sync,
     sync_here,
@@ -165,23 +162,7 @@ def observe(
 ) -> Run:
     """run_here, calling `at_state` with each state the moment the connector releases it (the
     connector waits meanwhile): what the server holds when the platform receives the state."""
-    states: list[dict[str, Any]] = []
-    logger = logging.getLogger("airbyte")
-    collect, level = _Collect(), logger.level
-    logger.addHandler(collect)
-    logger.setLevel(logging.INFO)
-    error = None
-    try:
-        lines = (m.encode() for m in messages)
-        for line in write_lines(parse_config(config), parse_catalog({"streams": catalog}), lines):
-            states.append(json.loads(line))
-            at_state(states[-1])
-    except ConnectorError as exc:
-        error = exc
-    finally:
-        logger.removeHandler(collect)
-        logger.setLevel(level)
-    return Run(states, error, collect.messages)
+    return run_config(config, catalog, messages, at_state)
 
 
 class QueryLoop:
