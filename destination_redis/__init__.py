@@ -1,7 +1,7 @@
 """Airbyte destination that loads records into Redis.
 
 `DestinationRedis` (the CDK's Destination API) is imported on first use: importing the package,
-as the CLI does, must not pull in the CDK (issue 11).
+as the CLI does, must not pull in the CDK.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Entry point of the console script `destination-redis` and of `python main.py`.
 
-The CLI never imports the Airbyte CDK (over a second of imports: issue 11), and each command
+The CLI never imports the Airbyte CDK (over a second of imports), and each command
 imports what it needs when it needs it: `spec` reads spec.json and nothing else, `check` and
 `write` load the config models, the connection and (for `write`) the loader. The protocol lines
 are built in protocol.py; `DestinationRedis` stays the CDK-facing library API.

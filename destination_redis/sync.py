@@ -1,6 +1,6 @@
 """`write` on the command line: stdin lines -> the loader -> Redis, each STATE line out at once.
 
-Imports nothing of the CDK, so a sync starts in a fraction of a second (issue 11).
+Imports nothing of the CDK, so a sync starts in a fraction of a second.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def _load_client_certificate(
 ) -> None:
     # Check the key first with cryptography: it tells "encrypted", "wrong password" and "not a
     # key" apart, and never falls back to prompting on a terminal as OpenSSL would. Imported
-    # here: only mutual TLS needs it, and it is slow to import (start-up, issue 11).
+    # here: only mutual TLS needs it, and it is slow to import (start-up).
     from cryptography.hazmat.primitives import serialization
 
     try:

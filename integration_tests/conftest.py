@@ -2,7 +2,7 @@
 
 Never the machine's own Redis on 6379: every server here is started by the tests.
 
-The server matrix (issue 5, `integration_tests/matrix.py`): with REDIS_MATRIX set ("all", or a
+The server matrix (`integration_tests/matrix.py`): with REDIS_MATRIX set ("all", or a
 comma list such as "2.8,7.0"), every test marked `core` runs once per requested server, with ids
 like `[redis-2.8]`; `redis_server` and `fresh_server` then start that version (8.2 with its modules
 loaded: the query engine and JSON). A requested server that is missing is an error, never a skip.
@@ -129,7 +129,7 @@ def _min_redis(request: pytest.FixtureRequest) -> None:
 # Redis 8.2 with the query engine and JSON (search_server.py), for the tests of search indexes.
 from integration_tests.search_server import search_client, search_server  # noqa: E402, F401
 
-# The topology harness's session fixtures (issue 9): Redis Cluster, Sentinel, private network.
+# The topology harness's session fixtures: Redis Cluster, Sentinel, private network.
 from integration_tests.topology_fixtures import (  # noqa: E402, F401
     cluster_client,
     private_bastion,

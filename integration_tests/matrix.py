@@ -1,4 +1,4 @@
-"""The servers of the test matrix (issue 5): where each binary is and which version it really is.
+"""The servers of the test matrix: where each binary is and which version it really is.
 
 `scripts/build_redis.sh` makes 2.8, 3.0, 3.2, 5.0, 6.2, 8.2 and valkey-8.1 into `.cache/redis/<name>/`;
 7.0 is Debian's `redis-server` on PATH. Each binary's version is read from `<binary> --version`,

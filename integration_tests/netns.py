@@ -1,4 +1,4 @@
-"""Where harness processes run: on the host, or inside a network namespace of their own (issue 9).
+"""Where harness processes run: on the host, or inside a network namespace of their own.
 
 A namespace has its own loopback, so a server bound to 127.0.0.1 inside it cannot be reached from
 the host: the "private cluster behind a bastion" topology. Its only link is one veth pair to the

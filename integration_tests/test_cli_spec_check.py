@@ -166,7 +166,7 @@ def test_check_succeeds_for_a_user_allowed_to_read_and_write(
     assert fresh_server.client().dbsize() == 0
 
 
-# --- configuration mistakes a new user makes (issue 8.3) ---------------------------------------
+# --- configuration mistakes a new user makes ---------------------------------------
 
 CATALOG = {"streams": [{"stream": {"name": "users", "json_schema": {}}, "destination_sync_mode": "append"}]}
 

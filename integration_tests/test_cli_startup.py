@@ -1,4 +1,4 @@
-"""A fast start (issue 11): `spec`, `check` and `write` run without importing the Airbyte CDK.
+"""A fast start: `spec`, `check` and `write` run without importing the Airbyte CDK.
 
 Each command runs as `python main.py ...` in a subprocess that, once the command is done, reports
 which modules it loaded: the CDK (over a second of imports) must not be among them, nor paramiko

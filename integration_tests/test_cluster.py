@@ -1,4 +1,4 @@
-"""Redis Cluster (issue 9, point 2): every sync mode against a real 3-primary cluster, a failover
+"""Redis Cluster: every sync mode against a real 3-primary cluster, a failover
 and a resharding while records stream in, ASK redirections, a primary lost (CLUSTERDOWN), and
 the check's answers for configs that do not fit the server.
 

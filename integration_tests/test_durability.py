@@ -1,4 +1,4 @@
-"""Durability (issue 12, part 3): wait_for_replicas (WAIT) and wait_for_aof (WAITAOF) before each
+"""Durability: wait_for_replicas (WAIT) and wait_for_aof (WAITAOF) before each
 state, against real servers only: a primary with a real replica (Debian's Redis 7.0), Valkey 8.1
 from the matrix cache for WAITAOF, and 7.0 again for the WAITAOF version gate.
 

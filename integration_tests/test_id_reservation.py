@@ -1,4 +1,4 @@
-"""Issue 8, point 4: a batch's INCRBY whose reply is lost with the connection is not run twice.
+"""A batch's INCRBY whose reply is lost with the connection is not run twice.
 
 The server runs the INCRBY that reserves a batch's ids, then the connection drops before the
 reply arrives (integration_tests/proxy.py). A blind resend would reserve a second range: a

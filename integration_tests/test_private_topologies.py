@@ -1,4 +1,4 @@
-"""Private topologies (issue 9, points 4 and 5), through the real CLI against real servers.
+"""Private topologies, through the real CLI against real servers.
 
 - A Redis Cluster on a network namespace's own 127.0.0.1 (topology_fixtures.py): the host cannot
   reach its nodes, only the bastion (an OpenSSH sshd inside the namespace) can. Every address the

@@ -1,4 +1,4 @@
-"""Progress of long syncs (issue 12): a LOG line once ~10 s have passed, a summary at the end.
+"""Progress of long syncs: a LOG line once ~10 s have passed, a summary at the end.
 
 A real sync through the console script, whose input pauses for longer than the interval: the
 batch acknowledged after the pause brings a progress line with the figures so far, and the end

@@ -1,4 +1,4 @@
-"""PyAirbyte drives destination-redis (issue 12): examples/pyairbyte_faker_to_redis.py as a user runs it.
+"""PyAirbyte drives destination-redis: examples/pyairbyte_faker_to_redis.py as a user runs it.
 
 The example runs in PyAirbyte's own venv, with source-faker from another (their CDKs differ from
 ours): `scripts/pyairbyte_env.py` builds both into `.cache/pyairbyte/` the first time (about a

@@ -1,4 +1,4 @@
-"""Issue 8, point 2: every input line is stored exactly or refused naming its line (hypothesis).
+"""Every input line is stored exactly or refused naming its line (hypothesis).
 
 Each example writes, through `write_lines` in-process against a real redis-server, a few valid
 records of `users`, a STATE, maybe more records, one *mutated* line and a last valid record.

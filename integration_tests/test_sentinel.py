@@ -1,4 +1,4 @@
-"""The Sentinel topology end to end (issue 9): check, its failures, writes and a failover mid-sync,
+"""The Sentinel topology end to end: check, its failures, writes and a failover mid-sync,
 through the console script as a user runs it, against real servers: the session's `sentinel_group`
 (a primary, a replica and 3 Sentinels; the data nodes and the Sentinels have their own passwords).
 

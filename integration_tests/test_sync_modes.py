@@ -325,7 +325,7 @@ def test_append_run_twice_with_generation_1_keeps_both_runs(
 def test_dedup_run_twice_with_generation_1_keeps_what_the_second_run_did_not_resend(
     redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """The issue's reproduction: run 2 (incremental) sends only id 4; ids 1-3 must stay."""
+    """The reported case: run 2 (incremental) sends only id 4; ids 1-3 must stay."""
     assert refresh(redis_server, tmp_path, 1, [1, 2, 3], DONE, mode="append_dedup").returncode == 0
     second = refresh(redis_server, tmp_path, 1, [4, 2], DONE, mode="append_dedup")
     assert second.returncode == 0, second.stdout

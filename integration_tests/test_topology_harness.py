@@ -1,4 +1,4 @@
-"""Smoke tests of the topology harness (issue 9): each topology really is what the connector tests assume.
+"""Smoke tests of the topology harness: each topology really is what the connector tests assume.
 
 No connector code here: the harness's own redis-py clients, redis-cli, raw sockets and paramiko.
 """

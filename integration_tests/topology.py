@@ -1,4 +1,4 @@
-"""The topology harness (issue 9): shared pieces of Redis Cluster, Sentinel and private-network set-ups.
+"""The topology harness: shared pieces of Redis Cluster, Sentinel and private-network set-ups.
 
 - cluster.py: `RedisCluster`, 3 primaries + 3 replicas made with `redis-cli --cluster create`.
 - sentinel.py: `SentinelGroup`, a primary, a replica and 3 Sentinels.

@@ -1,4 +1,4 @@
-"""Session fixtures of the topology harness (issue 9), imported by conftest.py.
+"""Session fixtures of the topology harness, imported by conftest.py.
 
 Each topology starts once per session (they take seconds, not milliseconds) and is stopped at the
 end however the session ends. Tests may fail a topology over or reshard it: they must not assume

@@ -1,4 +1,4 @@
-"""Issue 11's performance targets as data, so scripts/benchmark.py prints each row's figure beside
+"""The performance targets as data, so scripts/benchmark.py prints each row's figure beside
 its target and says "met" or "missed" (and the targets live in one place, not in print calls).
 
 Ratios are the connector's records/s over `redis-cli --pipe` loading the same records (the plain
@@ -72,7 +72,7 @@ TARGETS: dict[str, Target] = {
 
 def row_name(mode: str, ttl: int | None, cache_type: str, feature: str | None = None) -> str:
     """The row of one connector run: `append`, `refresh`, `ttl`, `append_dedup` for hash; the
-    type's name in append mode; `<mode> <type>` otherwise (no target: issue 11 sets none). A
+    type's name in append mode; `<mode> <type>` otherwise (no target set). A
     1.4.0 row (benchmark.py --templates: its cache type fixed) by its feature: `template`,
     `template_dedup`, `expire_at`."""
     if feature is not None:

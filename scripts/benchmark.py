@@ -1,4 +1,4 @@
-"""Benchmark: the real `write` end to end vs `redis-cli --pipe` on the same commands, with issue 11's
+"""Benchmark: the real `write` end to end vs `redis-cli --pipe` on the same commands, with its
 targets (scripts/bench_targets.py) printed beside each measured figure as met or missed.
 
 Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|append_dedup]
@@ -1038,7 +1038,7 @@ def parse_args() -> argparse.Namespace:
                         help="runs per row, connector and redis-cli each: their medians are compared")
     parser.add_argument("--startup", action="store_true", help="the start-up rows (write, spec, check)")
     parser.add_argument("--startup-runs", type=int, default=5, help="runs per start-up row (median, best)")
-    parser.add_argument("--all", action="store_true", help="every row of issue 11 but --flat")
+    parser.add_argument("--all", action="store_true", help="every row but --flat")
     parser.add_argument("--flat", action="store_true",
                         help="peak RSS at --records and --flat-records (long: never in CI)")
     parser.add_argument("--flat-records", type=int, default=10_000_000)
@@ -1118,7 +1118,7 @@ def main() -> None:
     if rss:
         rows.append(Row("peak RSS", max(rss), f"{max(rss):.0f} MB",
                         f"the largest of {len(rss)} connector runs"))
-    print(f"issue 11's targets ({n:,} records; targets in scripts/bench_targets.py):\n")
+    print(f"Targets ({n:,} records; set in scripts/bench_targets.py):\n")
     targets_table(rows)
     if wrong:
         raise SystemExit("the connector's data is wrong: " + "; ".join(wrong))

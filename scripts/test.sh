@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
-# The server matrix (issue 5): tests marked `core` run on every server of integration_tests/matrix.py
+# The server matrix: tests marked `core` run on every server of integration_tests/matrix.py
 # (Redis 2.8 to 8.2, Valkey 8.1), the others on Debian's 7.0. scripts/build_redis.sh makes the
 # missing servers into .cache/redis (about 2 minutes the first time). REDIS_MATRIX= skips the matrix.
 export REDIS_MATRIX="${REDIS_MATRIX-all}"
