@@ -29,27 +29,13 @@ from airbyte_cdk.utils.docker import get_dockerfile_templates
 from destination_redis.destination import DestinationRedis
 from integration_tests import matrix
 from integration_tests.cdk_secrets import scenario_configs, written_secrets
+from integration_tests.docker_daemon import daemon_problem
 from integration_tests.servers import RedisServer
 
 PASSWORD = "Pw-8c2a4f-secret"  # noqa: S105  # the test server's; distinctive, so a leak is found
 # Where the CDK downloads its Dockerfile template from when no Airbyte checkout is near
 # (airbyte_cdk.utils.docker.build_connector_image, without a timeout).
 TEMPLATE_URL = "https://github.com/airbytehq/airbyte/raw/master/docker-images/Dockerfile.python-connector"
-
-
-@cache
-def _docker_daemon_problem() -> str | None:
-    """Why the Docker daemon cannot be used (None: it answers), asked once per session."""
-    try:
-        result = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    if result.returncode == 0:
-        return None
-    return (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
 
 
 def _template_problem(connector_root: Path) -> str | None:
@@ -143,7 +129,7 @@ class TestDestinationRedisStandard(DestinationTestSuiteBase):
         test = getattr(request.node, "originalname", "")
         if test in _CDK_SKIPS_FOR_DESTINATIONS:
             return  # before building anything, saying so
-        problem = _docker_daemon_problem()
+        problem = daemon_problem()
         if problem:
             pytest.skip(
                 f"docker CLI found but no Docker daemon answers ({problem}), skipping docker image tests"

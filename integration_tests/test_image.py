@@ -19,7 +19,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,6 +26,7 @@ import pytest
 import redis
 
 from integration_tests.cli import Result
+from integration_tests.docker_daemon import daemon_problem
 from integration_tests.servers import RedisServer
 from integration_tests.sshd import SshServer
 from integration_tests.tls_certs import TlsMaterial
@@ -51,21 +51,6 @@ def _skip_or_fail(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: the image tests must run there)")
     pytest.skip(reason)
-
-
-@cache
-def _daemon_problem() -> str | None:
-    """Why no Docker daemon can be used (None: one answers)."""
-    try:
-        result = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    if result.returncode == 0:
-        return None
-    return (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
 
 
 def _inspect(tag: str) -> dict[str, Any] | None:
@@ -98,7 +83,7 @@ def _build() -> str:
 @pytest.fixture(scope="module")
 def image() -> dict[str, Any]:
     """`docker image inspect` of the image under test (its "Id" runs it)."""
-    problem = _daemon_problem()
+    problem = daemon_problem()
     if problem:
         _skip_or_fail(
             f"no Docker daemon answers ({problem}): the image tests need one "
