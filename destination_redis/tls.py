@@ -119,7 +119,15 @@ def private_pem_files(*texts: str) -> Iterator[list[str]]:
     mkdtemp makes the directory 0700; files are created 0600 with O_EXCL, so no other user can
     read them at any moment, and nothing outlives the block (exceptions and interrupts included).
     """
-    directory = tempfile.mkdtemp(prefix=PEM_DIR_PREFIX)
+    try:
+        directory = tempfile.mkdtemp(prefix=PEM_DIR_PREFIX)
+    except OSError as exc:  # e.g. a read-only root file system without a writable /tmp
+        raise TlsSetupError(
+            f"client_certificate and client_key must be written to a private temporary file for "
+            f"an instant, and no temporary directory is writable ({exc.strerror or exc}; TMPDIR: "
+            f"{os.environ.get('TMPDIR') or 'unset, so /tmp'}). Give the container a writable /tmp "
+            f"(e.g. a tmpfs), or set TMPDIR to a writable directory."
+        ) from None
     try:
         paths = []
         for index, text in enumerate(texts):

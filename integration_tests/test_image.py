@@ -98,11 +98,14 @@ def image() -> dict[str, Any]:
 
 
 def run_image(
-    image: dict[str, Any], *args: str, secrets: Path | None = None, stdin: bytes = b"", timeout: float = 180
+    image: dict[str, Any], *args: str, secrets: Path | None = None, stdin: bytes = b"", timeout: float = 180,
+    tmpfs: bool = True,
 ) -> Result:
-    """`docker run` of the image as the platform runs it; `secrets` is mounted read-only at /secrets."""
+    """`docker run` of the image as the platform runs it; `secrets` is mounted read-only at /secrets;
+    without `tmpfs` nothing at all is writable (not even /tmp)."""
     name = f"destination-redis-test-{uuid.uuid4().hex[:12]}"
-    command = ["docker", "run", "--rm", "--name", name, "--interactive", *RUN_OPTIONS]
+    options = RUN_OPTIONS if tmpfs else [o for o in RUN_OPTIONS if o not in ("--tmpfs", "/tmp")]
+    command = ["docker", "run", "--rm", "--name", name, "--interactive", *options]
     if secrets is not None:
         command += ["--volume", f"{secrets}:/secrets:ro"]
     command += [image["Id"], *args]
@@ -131,10 +134,12 @@ def secrets_dir(tmp_path: Path, files: dict[str, Any]) -> Path:
     return folder
 
 
-def check(image: dict[str, Any], tmp_path: Path, config: dict[str, Any]) -> tuple[Result, dict[str, Any]]:
+def check(
+    image: dict[str, Any], tmp_path: Path, config: dict[str, Any], tmpfs: bool = True
+) -> tuple[Result, dict[str, Any]]:
     """`check` in the image: the result, and its connection status, after the common assertions."""
     secrets = secrets_dir(tmp_path, {"config.json": config})
-    result = run_image(image, "check", "--config", "/secrets/config.json", secrets=secrets)
+    result = run_image(image, "check", "--config", "/secrets/config.json", secrets=secrets, tmpfs=tmpfs)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output, output
@@ -230,6 +235,21 @@ def test_check_with_tls_verify_full_and_a_client_certificate(
         server.stop()
     assert status["status"] == "SUCCEEDED", status
     assert f"localhost:{server.port}" in status["message"]
+
+
+def test_mutual_tls_without_a_writable_tmp_says_what_to_give_the_container(
+    image: dict[str, Any], tmp_path: Path, tls: TlsMaterial
+) -> None:
+    """A read-only root filesystem without a tmpfs on /tmp: the client certificate cannot be
+    written for OpenSSL, and check says so (not an unexpected error)."""
+    server = tls.start_server(tls.server, auth_clients=True)
+    try:
+        _, status = check(image, tmp_path, tls.config(server, **tls.mtls(encrypted=False)), tmpfs=False)
+    finally:
+        server.stop()
+    assert status["status"] == "FAILED", status
+    assert "no temporary directory is writable" in status["message"], status
+    assert "tmpfs" in status["message"], status
 
 
 @pytest.fixture(scope="module")
