@@ -1130,3 +1130,43 @@ def test_empty_rendered_key_names_its_line(
         b"a": seed(1, 1, '{"id":"a"}'),
         **books(":users", {b"a": 1}, prefix=""),
     }
+
+
+# --- big key books: read and cleaned up page by page ---------------------------------------------
+
+
+def test_a_book_of_thousands_of_keys_is_cleaned_up_page_by_page(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """key_prefix `{t}:` puts every key, and so every entry, in one slot's book: 2,500 keys of
+    generation 1, then generation 2 with 3 records. The cleanup reads the book in pages (by score,
+    as it deletes) and leaves exactly generation 2's keys and entries; an application key stays."""
+    prefix = "{t}:"
+    redis_client.set("{t}:u:app", "1")
+    first = [configured("u", "overwrite", generation=1, minimum=1)]
+    sync_here(redis_server, first, *(raw_record("u", f'{{"id":{i}}}') for i in range(2500)),
+              key_prefix=prefix, streams=[template("u", "u:{id}")])
+    assert redis_client.zcard(book(":u", b"{t}:u:1", prefix)) == 2500
+    second = [configured("u", "overwrite", generation=2, minimum=2)]
+    run = sync_here(redis_server, second, *(raw_record("u", f'{{"id":{i}}}') for i in (7, 5000, 5001)),
+                    key_prefix=prefix, streams=[template("u", "u:{id}")])
+    assert any("deleted 2499 records of older generations" in line for line in run.logs), run.logs
+    keys_left = {k for k in redis_client.keys("{t}:u:*") if isinstance(k, bytes)}
+    assert keys_left == {b"{t}:u:7", b"{t}:u:5000", b"{t}:u:5001", b"{t}:u:app"}
+    entries = redis_client.zrange(book(":u", b"{t}:u:1", prefix), 0, -1)
+    assert entries == [b"{t}:u:7", b"{t}:u:5000", b"{t}:u:5001"]
+
+
+def test_expired_keys_are_forgotten_page_by_page(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """1,500 records whose ttl_field removes their key at once (0 s) and 2 that live: when the
+    stream completes, its one book forgets the 1,500 and keeps the 2."""
+    prefix = "{e}:"
+    records = [raw_record("e", f'{{"id":{i},"ttl":0}}') for i in range(1500)]
+    records += [raw_record("e", f'{{"id":{i},"ttl":3600}}') for i in (9000, 9001)]
+    run = sync_here(redis_server, [configured("e", "append")], *records,
+                    key_prefix=prefix, streams=[template("e", "e:{id}", ttl_field="ttl")])
+    assert any("forgot 1500 recorded keys that have expired" in line for line in run.logs), run.logs
+    entries = redis_client.zrange(book(":e", b"{e}:e:1", prefix), 0, -1)
+    assert entries == [b"{e}:e:9000", b"{e}:e:9001"]

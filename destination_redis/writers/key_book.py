@@ -27,6 +27,7 @@ from destination_redis.topology.router import Router
 from destination_redis.writers.encoding import Encoding
 
 READ_BATCH = 512  # books read per round trip when looking for old entries
+PAGE = 1000  # entries of one book read (and deleted in one MULTI) at a time
 
 
 class KeyBook:
@@ -92,17 +93,25 @@ class KeyBook:
         return forgotten
 
     def _old_entries(self, first_kept_id: int | None) -> Iterator[tuple[bytes, list[tuple[bytes, int]]]]:
-        """(book, [(key, id), ...]) for every book with entries below the cutoff."""
+        """(book, [(key, id), ...]) in pages of at most PAGE entries, for every entry below the
+        cutoff. A book's scores are record ids, one record per key, so no two entries share a
+        score: the next page starts after the last score seen, whatever the caller removed."""
         upper = b"+inf" if first_kept_id is None else b"(%d" % first_kept_id
         names = [keys.owned_keys_book(self.stream, self.prefix, slot) for slot in range(keys.SLOTS)]
         for start in range(0, len(names), READ_BATCH):
             batch = names[start : start + READ_BATCH]
-            replies = self.router.run(
-                [(b"ZRANGEBYSCORE", book, b"-inf", upper, b"WITHSCORES") for book in batch]
-            )
+            replies = self.router.run([self._page(book, b"-inf", upper) for book in batch])
             for book, reply in zip(batch, replies, strict=True):
-                if reply:
-                    yield book, [(reply[i], int(float(reply[i + 1]))) for i in range(0, len(reply), 2)]
+                while reply:
+                    entries = [(reply[i], int(float(reply[i + 1]))) for i in range(0, len(reply), 2)]
+                    yield book, entries
+                    if len(entries) < PAGE:
+                        break
+                    (reply,) = self.router.run([self._page(book, b"(%d" % entries[-1][1], upper)])
+
+    @staticmethod
+    def _page(book: bytes, lower: bytes, upper: bytes) -> tuple[bytes, ...]:
+        return (b"ZRANGEBYSCORE", book, lower, upper, b"WITHSCORES", b"LIMIT", b"0", b"%d" % PAGE)
 
     def _still_ours(self, entries: list[tuple[bytes, int]]) -> list[bytes]:
         """The entries' keys that still hold the record the entry names (where the cache type
