@@ -8,7 +8,8 @@ relative difference of peak RSS between 1M and 10M records. The 1.4.0 rows (`--t
 templates, expiry from the data) are over redis-cli --pipe loading the very commands the
 connector sends for them. The search rows (`--search`) are the connector's append with a search
 index over the same append without one, into the same Redis 8.2; `search_backfill` (seconds to
-index existing records) has no target.
+index existing records) has no target. The path rows (`--paths`: tls, ssh, link_40ms) are the
+connector's hash append over that path over the same append over plain TCP.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ TARGETS: dict[str, Target] = {
     # search_index (Redis 8.2's query engine): the append with the index / the same append without
     "search_hash_fields": ratio(0.7),
     "search_json": ratio(0.7),
+    # paths (`--paths`): hash append over a path / the same append over plain TCP to the same kind of
+    # server (link_40ms: through the same delaying proxy with 0 ms); `link_40ms check` has no target
+    "tls": ratio(0.9),
+    "ssh": ratio(0.7),
+    "link_40ms": ratio(0.85),
     "cluster": ratio(1.0),  # cluster / standalone, same cache type and mode, same run
     "startup write": Target(0.5, at_least=False, unit="s"),  # process start -> its STATE line read
     "startup spec": Target(0.5, at_least=False, unit="s"),

@@ -3,7 +3,8 @@ targets (scripts/bench_targets.py) printed beside each measured figure as met or
 
 Usage: .venv/bin/python scripts/benchmark.py [--records 1000000] [--mode append|refresh|append_dedup]
     [--ttl S] [--topology standalone|cluster] [--cache-type hash|hash_fields|json|string|list|set|
-    sorted_set|stream] [--all-types] [--modes] [--templates] [--search] [--startup] [--all] [--flat]
+    sorted_set|stream] [--all-types] [--modes] [--templates] [--search] [--paths] [--startup] [--all]
+    [--flat]
     [--root PATH]
 
 Generates N synthetic records (~300 bytes of data, ~10 fields of mixed types) into a file, starts
@@ -38,12 +39,20 @@ Rows (one connector run each), ending with a table of figure, target and met/mis
                 indexed, Redis' memory per record and redis-server's CPU seconds with and without;
                 `search_backfill`, the seconds of a 1-record sync with search_index over N
                 hash_fields records written without one (its state waits for the query engine's scan)
+  --paths       the connector's hash append over other network paths, each as records/s over the
+                same append over plain TCP (DEBUG DIGEST equal): `tls` (a TLS-only redis-server,
+                a throwaway trustme CA, ssl_mode verify-full to "localhost"), `ssh` (through the
+                connector's SSH tunnel, SSH_KEY_AUTH, to an sshd started for the run as
+                integration_tests/sshd.py does; skipped with a note without sshd or root) and
+                `link_40ms` (through a loopback proxy holding every chunk 20 ms either way,
+                scripts/bench_paths.py, vs the same proxy with 0 ms), with `link_40ms check`: the
+                wall time of one `check` over that link
   --topology cluster  each row again into a local Redis Cluster of 3 primaries (no replicas: on
                 one machine every node shares its cores), as cluster / standalone of the same run
   --startup     wall time of a one-record write until its STATE line is read, of spec, of check
                 (median and best of --startup-runs)
-  --all         --modes, --all-types, --templates, --search, the cluster row for hash append, and
-                --startup
+  --all         --modes, --all-types, --templates, --search, --paths, the cluster row for hash
+                append, and --startup
   --flat        peak RSS at --records and at --flat-records (default 10,000,000), hash append,
                 records streamed into the connector, the server evicting (maxmemory): long, not in CI
 A "peak RSS" row (the largest connector process of the run) ends every table. The exit status is
@@ -82,12 +91,14 @@ from bench_commands import (
     stored,
     write_resp,
 )
+from bench_paths import Configurable, DelayProxy, Endpoint, tls_files
 from bench_targets import Target, row_name, target
 
 from destination_redis.loader import BATCH_RECORDS
 from integration_tests.cluster_server import ClusterServer
 from integration_tests.matrix import MatrixError, ServerBinary, find
-from integration_tests.servers import REDIS_SERVER, RedisServer
+from integration_tests.servers import REDIS_SERVER, RedisServer, TlsOptions
+from integration_tests.sshd import SshdUnavailable, SshServer
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAM = "bench"
@@ -269,7 +280,7 @@ class WrongData(Exception):
     """The connector's data is not what it should be: the benchmark fails (exit status 1)."""
 
 
-def write_files(server: RedisServer | ClusterServer, folder: Path, case: Case) -> tuple[Path, Path]:
+def write_files(server: Configurable, folder: Path, case: Case) -> tuple[Path, Path]:
     config = folder / "config.json"
     entry = {name: value for name, value in (("key_template", case.template),
                                              ("expire_at_field", case.expire_at_field)) if value}
@@ -298,7 +309,7 @@ class Usage:
 
 
 def run_connector(
-    connector: Connector, server: RedisServer | ClusterServer, messages: Path | Iterator[bytes],
+    connector: Connector, server: Configurable, messages: Path | Iterator[bytes],
     folder: Path, case: Case,
 ) -> tuple[float, float, int]:
     """Seconds, peak RSS in MB, and the number of states the connector emitted. `messages` is a
@@ -308,7 +319,7 @@ def run_connector(
 
 
 def run_usage(
-    connector: Connector, server: RedisServer | ClusterServer, messages: Path | Iterator[bytes],
+    connector: Connector, server: Configurable, messages: Path | Iterator[bytes],
     folder: Path, case: Case,
 ) -> Usage:
     """run_connector, with the connector's CPU seconds too."""
@@ -988,6 +999,149 @@ def search_rows(bench: Bench, times: int) -> tuple[list[Row], list[float], list[
     return rows, rss, wrong
 
 
+# --- paths -----------------------------------------------------------------------------------------
+
+LINK_DELAY = 0.020  # the link_40ms row's proxy: each chunk held 20 ms either way, a round trip ~40 ms
+PATH_CASE = Case("append", None, "hash")
+
+
+def direct_client(server: RedisServer) -> redis.Redis:
+    """The harness's own client (TLS unverified on a TLS server), with room for DEBUG DIGEST."""
+    tls: dict[str, Any] = {"ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": False} \
+        if server.tls else {}
+    return redis.Redis(host="127.0.0.1", port=server.port, protocol=2, socket_timeout=600, **tls)
+
+
+@dataclass(frozen=True)
+class PathRun:
+    usage: Usage
+    fingerprint: tuple[Any, ...]  # DEBUG DIGEST after the run: equal over every path
+
+
+def path_run(bench: Bench, server: RedisServer, endpoint: Endpoint, row: str) -> PathRun:
+    """One hash append through `endpoint` into `server` (emptied first), its data checked."""
+    messages, _, datas = bench.inputs
+    client = direct_client(server)
+    try:
+        client.flushall()
+        usage = run_usage(bench.connector, endpoint, messages, bench.folder, PATH_CASE)
+        try:
+            check_data(client, PATH_CASE, datas, 1, set())
+        except WrongData as exc:
+            raise WrongData(f"{row}: {exc}") from None
+        return PathRun(usage, fingerprint(client, "hash", KEY, len(datas)))
+    finally:
+        client.close()
+
+
+def path_row(name: str, path: PathRun, base: PathRun, n: int, what: str, base_what: str,
+             extra: str = "") -> Row:
+    """`name`: records/s over `path` / over `base`, the same records; WrongData unless the data match."""
+    if path.fingerprint != base.fingerprint:
+        raise WrongData(f"{name}: DEBUG DIGEST differs between {what} and {base_what}")
+    rate, base_rate = n / path.usage.seconds, n / base.usage.seconds
+    print(f"row {name}: hash append, {what} vs {base_what} (same data: DEBUG DIGEST)")
+    print(f"{what + ':':<22}{path.usage.seconds:.2f} s = {rate:,.0f} records/s, peak RSS "
+          f"{path.usage.rss_mb:.1f} MB, CPU {path.usage.cpu_seconds:.2f} s")
+    print(f"{base_what + ':':<22}{base.usage.seconds:.2f} s = {base_rate:,.0f} records/s, CPU "
+          f"{base.usage.cpu_seconds:.2f} s")
+    print(f"ratio:                {rate / base_rate:.2f}{extra and '; ' + extra}\n", flush=True)
+    detail = (f"{rate:,.0f} {what} vs {base_rate:,.0f} records/s {base_what}; connector CPU "
+              f"{path.usage.cpu_seconds:.2f} s / {base.usage.cpu_seconds:.2f} s{extra and '; ' + extra}")
+    return Row(name, rate / base_rate, f"{rate / base_rate:.2f}", detail)
+
+
+def link_rows(bench: Bench, server: RedisServer, n: int) -> tuple[list[Row], list[float]]:
+    """link_40ms: through DelayProxy(LINK_DELAY) vs the same proxy with no delay; then `check`'s
+    wall time through each."""
+    runs: dict[float, PathRun] = {}
+    checks: dict[float, float] = {}
+    connections: dict[float, int] = {}
+    for delay in (0.0, LINK_DELAY):
+        with DelayProxy(server.port, delay) as proxy:
+            endpoint = Endpoint("127.0.0.1", proxy.port)
+            runs[delay] = path_run(bench, server, endpoint, "link_40ms")
+            connections[delay] = proxy.connections
+            config, _ = write_files(endpoint, bench.folder, PATH_CASE)
+            checks[delay] = timed(bench.connector.command("check", "--config", str(config)),
+                                  bench.connector.env(), b"", b'"SUCCEEDED"', until_line=False)
+    ms = f"{LINK_DELAY * 1000:.0f} ms"
+    batches = -(-n // BATCH_RECORDS)
+    more = (runs[LINK_DELAY].usage.seconds - runs[0.0].usage.seconds) / batches
+    extra = (f"{batches} batch(es) of {BATCH_RECORDS:,}: {more * 1000:.0f} ms more per batch; "
+             f"{connections[LINK_DELAY]} connection(s)")
+    row = path_row("link_40ms", runs[LINK_DELAY], runs[0.0], n, f"proxy {ms} each way", "proxy 0 ms", extra)
+    print(f"check:                {checks[LINK_DELAY]:.2f} s over the {2 * LINK_DELAY * 1000:.0f} ms link, "
+          f"{checks[0.0]:.2f} s with 0 ms\n", flush=True)
+    check_row = Row("link_40ms check", checks[LINK_DELAY], f"{checks[LINK_DELAY]:.2f} s",
+                    f"`check` wall time over the {2 * LINK_DELAY * 1000:.0f} ms link (one run); "
+                    f"{checks[0.0]:.2f} s through the same proxy with 0 ms")
+    return [row, check_row], [r.usage.rss_mb for r in runs.values()]
+
+
+def paths_rows(bench: Bench) -> tuple[list[Row], list[float], list[str]]:
+    """The `--paths` rows: hash append over TLS, through an SSH tunnel, over a 40 ms link, each
+    against plain TCP (the first two share one plain run; link_40ms has its own 0 ms proxy)."""
+    n = len(bench.inputs[2])
+    args = server_args(REDIS_SERVER, "hash", None)
+    rows: list[Row] = []
+    rss: list[float] = []
+    wrong: list[str] = []
+    folder = bench.folder / "paths"
+    folder.mkdir(exist_ok=True)
+    plain = RedisServer(args=args).start()
+    try:
+        base = path_run(bench, plain, Endpoint("127.0.0.1", plain.port), "plain")
+        rss.append(base.usage.rss_mb)
+
+        def tls_row() -> list[Row]:
+            files = tls_files(folder)
+            tls = TlsOptions(files.cert_file, files.key_file, files.ca_file)
+            server = RedisServer(args=args, tls=tls).start()
+            try:
+                endpoint = Endpoint("localhost", server.port, {"ssl": True, "ssl_mode": {
+                    "mode": "verify-full", "ca_certificate": files.ca_pem}})
+                run = path_run(bench, server, endpoint, "tls")
+            finally:
+                server.stop()
+            rss.append(run.usage.rss_mb)
+            return [path_row("tls", run, base, n, "TLS verify-full", "plain TCP")]
+
+        def ssh_row() -> list[Row]:
+            try:
+                sshd = SshServer().start()
+            except SshdUnavailable as exc:
+                note = "skipped: " + textwrap.shorten(str(exc), 120)
+                print(f"ssh: {note}\n", flush=True)
+                return [Row("ssh", None, "skipped", note)]
+            try:
+                run = path_run(bench, plain, Endpoint("127.0.0.1", plain.port,
+                                                      {"tunnel_method": sshd.tunnel_key()}), "ssh")
+            finally:
+                sshd.stop()
+            rss.append(run.usage.rss_mb)
+            return [path_row("ssh", run, base, n, "SSH tunnel", "plain TCP")]
+
+        def link_row() -> list[Row]:
+            found, found_rss = link_rows(bench, plain, n)
+            rss.extend(found_rss)
+            return found
+
+        for name, make in (("tls", tls_row), ("ssh", ssh_row), ("link_40ms", link_row)):
+            try:
+                rows += make()
+            except Refused as exc:
+                print(f"{name}: the connector refused it: {exc}\n", flush=True)
+                rows.append(Row(name, None, "refused", "refused: " + textwrap.shorten(str(exc), 90)))
+            except WrongData as exc:
+                print(f"WRONG DATA: {exc}\n", flush=True)
+                wrong.append(str(exc))
+                rows.append(Row(name, None, "WRONG DATA", str(exc)))
+    finally:
+        plain.stop()
+    return rows, rss, wrong
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 def cases_of(args: argparse.Namespace) -> list[Case]:
@@ -1003,8 +1157,8 @@ def cases_of(args: argparse.Namespace) -> list[Case]:
         cases += [Case("append", None, "hash_fields", feature="template"),
                   Case("append_dedup", None, "hash_fields", feature="template"),
                   Case("append", None, "hash", feature="expire_at")]
-    if not (args.modes or args.all_types or args.templates or args.search or args.all or args.startup
-            or args.flat):
+    if not (args.modes or args.all_types or args.templates or args.search or args.paths or args.all
+            or args.startup or args.flat):
         cases.append(Case(args.mode, ttl, args.cache_type))
     unique = list(dict.fromkeys(cases))
     if args.topology == "cluster":
@@ -1034,6 +1188,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--search", action="store_true",
                         help="the search_index rows (Redis 8.2 with the query engine): hash_fields and "
                              "json appends with the index vs without, and indexing existing records")
+    parser.add_argument("--paths", action="store_true",
+                        help="hash append over TLS, through an SSH tunnel and over a 40 ms link, each "
+                             "against plain TCP")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per row, connector and redis-cli each: their medians are compared")
     parser.add_argument("--startup", action="store_true", help="the start-up rows (write, spec, check)")
@@ -1061,10 +1218,11 @@ def main() -> None:
     rss: list[float] = []
     wrong: list[str] = []
     search = args.search or args.all
+    paths = args.paths or args.all
     with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
         folder = Path(tmp)
         print(f"connector: {' '.join(connector.command())}", flush=True)
-        if cases or search:
+        if cases or search or paths:
             print(f"generating {n:,} records ...", flush=True)
             inputs = write_inputs(n, folder)
             os.sync()  # the file's dirty pages go to disk now, not during the first row's run
@@ -1109,6 +1267,11 @@ def main() -> None:
                 rows += search_found
                 rss += search_rss
                 wrong += search_wrong
+            if paths:
+                paths_found, paths_rss, paths_wrong = paths_rows(bench)
+                rows += paths_found
+                rss += paths_rss
+                wrong += paths_wrong
         if args.startup or args.all:
             rows += startup_rows(connector, folder, args.startup_runs)
         if args.flat:
