@@ -172,7 +172,7 @@ def probe_commands(router: Router, config: RedisConfig, prefix: str) -> list[lis
             continue
         encoding = encoding_of(cache_type, router.server)
         units += [*encoding.probe(key), [("EXPIRE", key, 60)]]
-        if _expires_from_data(config):
+        if config.expires_from_data:
             units += [[("PERSIST", key)], [("PEXPIRE", key, 60_000)], [("PEXPIREAT", key, _in_a_minute_ms())]]
         units.append([("MULTI",), ("DEL", key), ("EXEC",)])
     if any(entry.key_template for entry in config.streams):
@@ -230,12 +230,6 @@ def probe_book_key(config: RedisConfig, prefix: str) -> str:
     return keys.owned_keys_book(prefix[len(config.key_prefix):].encode(), config.key_prefix, 0).decode()
 
 
-def _expires_from_data(config: RedisConfig) -> bool:
-    return bool(config.expire_at_field or config.ttl_field) or any(
-        entry.expire_at_field or entry.ttl_field for entry in config.streams
-    )
-
-
 def _in_a_minute_ms() -> int:
     return int((time.time() + 60) * 1000)
 
@@ -272,7 +266,7 @@ def _probe_write(router: Router, config: RedisConfig) -> None:
                 name = str(command[0])
                 code = error_code(reply)
                 if code == "NOPERM":
-                    if name != "EXPIRE" or config.ttl_seconds or _expires_from_data(config):
+                    if name != "EXPIRE" or config.ttl_seconds or config.expires_from_data:
                         # EXPIRE: only syncs with a TTL
                         denied.setdefault(name, str(reply))
                 elif code in ("EXECABORT", "ERR") and name == "EXEC":

@@ -163,10 +163,6 @@ class StreamSettings:
     ttl_field: str | None = None  # a top-level property holding the record key's seconds to live
     search_index: SearchIndexConfig | None = None  # None: no index
 
-    @property
-    def expires_from_data(self) -> bool:
-        return self.expire_at_field is not None or self.ttl_field is not None
-
 
 def _empty_to_none(value: Any) -> Any:
     """0.1.4 required username and password, so old configs carry "" where they mean none."""
@@ -228,6 +224,13 @@ class RedisConfig(_Model):
         """The `streams` entries of a stream, the one naming its namespace last (it wins)."""
         matches = [o for o in self.streams if o.name == name and o.namespace in (None, namespace)]
         return sorted(matches, key=lambda o: o.namespace is not None)
+
+    @property
+    def expires_from_data(self) -> bool:
+        """Whether any stream's keys may expire from its data: what check must prove possible."""
+        return bool(self.expire_at_field or self.ttl_field) or any(
+            entry.expire_at_field or entry.ttl_field for entry in self.streams
+        )
 
     @property
     def indexes(self) -> bool:

@@ -40,7 +40,8 @@ class IdWriter(StreamWriter):
         self._taken = 0  # batches handed over
         self._checks = bool(encoding.vectors)
         self._expiries: list[bytes] = []  # per record: its expiry command, the key left open
-        if expiry is not None and expiry.from_data:
+        self._expires_from_data = expiry is not None and expiry.from_data
+        if expiry is not None and self._expires_from_data:
             # Expiry from the data: the properties are read (and checked) as each record is added,
             # so a bad value names its line; the record's write is followed by its own command.
             self._resolve = expiry.resolve
@@ -49,7 +50,6 @@ class IdWriter(StreamWriter):
             self._pack: Callable[..., bytes] = partial(_with_expiry, write, self.key)
         else:
             self._pack = encoding.packer(self.key, ttl_seconds)  # EXPIRE baked in
-        self._expires_from_data = expiry is not None and expiry.from_data
 
     def add(self, emitted_at: int, data: bytes) -> None:
         # The reader has checked that `data` is a JSON object: every encoding can store it.
