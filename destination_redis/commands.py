@@ -44,34 +44,49 @@ class Replies(list[Any]):
 
 
 def read_replies(conn: Any, count: int) -> Replies:
-    """Read `count` replies with hiredis straight off the connection's socket.
+    """Read `count` replies with hiredis straight off the connection's socket (nothing may follow
+    them on it: what arrived after them is dropped with the reader; see ReplyReader)."""
+    return ReplyReader().read(conn, count)
+
+
+class ReplyReader:
+    """Reads replies off one connection's socket, keeping bytes that arrived after them for the
+    next read (several batches in flight on one connection: a chunk may hold the end of one
+    batch's replies and the start of the next's).
 
     redis-py's read_response costs ~2 us a reply in Python layers; a hiredis Reader fed from the
     socket parses a whole batch in C. Error replies come back as hiredis.ReplyError objects.
     The socket (plain, TLS or tunnelled) is redis-py's, so its timeouts apply.
     """
-    sock = conn._sock  # redis-py keeps the connected socket here; we only read from it
-    if sock is None:
-        raise rex.ConnectionError("Connection closed.")
-    reader = hiredis.Reader()
-    replies = Replies()
-    gets = reader.gets
-    append = replies.append
-    clean = True
-    while len(replies) < count:
-        reply = gets()
-        if reply is False:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise rex.ConnectionError("Connection closed by server.")
-            # A chunk may start mid-line: its first byte is looked at as if a line started there.
-            if clean and (chunk[:1] == b"-" or b"\n-" in chunk):
-                clean = False
-            reader.feed(chunk)
-            continue
-        append(reply)
-    replies.clean = clean
-    return replies
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._tail_clean = True  # whether the last chunk fed (whose rest may be unread) had no "-" line
+
+    def read(self, conn: Any, count: int) -> Replies:
+        sock = conn._sock  # redis-py keeps the connected socket here; we only read from it
+        if sock is None:
+            raise rex.ConnectionError("Connection closed.")
+        reader = self._reader
+        replies = Replies()
+        gets = reader.gets
+        append = replies.append
+        # Bytes left over from an earlier chunk were looked at with it.
+        clean = self._tail_clean or not reader.has_data()
+        while len(replies) < count:
+            reply = gets()
+            if reply is False:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    raise rex.ConnectionError("Connection closed by server.")
+                # A chunk may start mid-line: its first byte is looked at as if a line started there.
+                self._tail_clean = not (chunk[:1] == b"-" or b"\n-" in chunk)
+                clean = clean and self._tail_clean
+                reader.feed(chunk)
+                continue
+            append(reply)
+        replies.clean = clean
+        return replies
 
 
 def without_last(replies: list[Any], count: int) -> Replies:

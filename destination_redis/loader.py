@@ -6,8 +6,9 @@ bounded by the batch limits, not by the size of the input. A stream is complete 
 STREAM_STATUS COMPLETE arrives for it, or, when the source sends no statuses at all, at the end
 of input; only then may a refresh remove older generations.
 
-Batches are written by one I/O thread while the next records are read (inflight.py): the loader
-drains it before every STATE, stream completion and at the end, so the contract above holds.
+Batches are written by one I/O thread while the next records are read, several in flight at once
+(inflight.py): the loader drains them before every STATE, stream completion and at the end, so
+the contract above holds.
 """
 
 from __future__ import annotations
@@ -129,12 +130,13 @@ class Loader:
         return lane
 
     def _flush(self, inflight: InFlight, nbytes: int) -> None:
-        """Hand every stream's buffered records (`nbytes` of data in all) to the I/O thread,
-        one job in flight at a time."""
+        """Hand every stream's buffered records (`nbytes` of data in all) to the I/O thread."""
         for lane in self._lanes.values():
             written, job = lane.writer.take()
             if job is not None:
-                inflight.submit(job, partial(self._acknowledged, lane.writer.stream.label, written, nbytes))
+                inflight.submit(
+                    job, partial(self._acknowledged, lane.writer.stream.label, written, nbytes), nbytes
+                )
                 nbytes = 0
                 self.records_written += written
                 self._since_global_state += written

@@ -8,8 +8,10 @@ A layout implements buffering and writing (`add`, `take`) and its two deletions.
 
 `take` hands the buffered records over as a job that writes them: the loader runs jobs on its
 I/O thread, one at a time and in order, while it reads the next records (inflight.py). So a job
-may rely on what the job before it left (the id counter's last value), and nothing but jobs,
-and `start` / `complete` (which run when no job is in flight), talks to Redis.
+may rely on what the job before it reserved (the id counter's last value), and nothing but jobs,
+and `start` / `complete` (which run when no job is in flight), talks to Redis. A job may send its
+batch and return the landing that reads the replies later (router.send_units): batches of every
+stream are then in flight in the order taken, on one connection per node.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.generations import Generations
 from destination_redis.search.index import SearchIndex
-from destination_redis.topology.router import Router
+from destination_redis.topology.router import Router, Sent
 
 logger = logging.getLogger("airbyte")
 
-# Writes a batch taken from a writer and waits for Redis to acknowledge it.
-Job = Callable[[], None]
+# Writes a batch taken from a writer: waits for Redis to acknowledge it and returns None, or
+# sends it and returns the landing that reads the acknowledgement later (router.send_units).
+Job = Callable[[], Sent | None]
 
 
 class RecordError(Exception):

@@ -17,7 +17,7 @@ from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys, delete_named
-from destination_redis.topology.router import Router
+from destination_redis.topology.router import Router, Sent
 from destination_redis.writers.base import Job, StreamWriter
 from destination_redis.writers.encoding import Encoding, Packer
 from destination_redis.writers.expiry import Expiry
@@ -79,7 +79,7 @@ class IdWriter(StreamWriter):
 
     def _write(
         self, number: int, guess: int | None, parts: list[bytes] | None, columns: list[_Column]
-    ) -> None:
+    ) -> Sent:
         emitted, data = cast(list[int], columns[0]), cast(list[bytes], columns[1])
         count = len(data)
         first_id = self._ids.reserve(count, number)
@@ -93,12 +93,11 @@ class IdWriter(StreamWriter):
             at = record_key(key, record_id)
             return self.encoding.commands(at, record_id, emitted[index], data[index])[0]
 
-        self.router.run_units(
+        return self.router.send_units(
             parts,
             2 if self.ttl_seconds or self._expires_from_data else 1,  # the write (+ expiry), one key
             lambda i: record_key(key, first_id + i),
             describe,
-            want_replies=False,
         )
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:

@@ -21,7 +21,7 @@ from destination_redis import keys
 from destination_redis.catalog import Stream
 from destination_redis.commands import Command
 from destination_redis.keyspace import delete_keys
-from destination_redis.topology.router import Router
+from destination_redis.topology.router import Router, Sent
 from destination_redis.writers.base import Job, RecordError, StreamWriter
 from destination_redis.writers.encoding import DEL, Encoding, json_text
 from destination_redis.writers.expiry import Expiry
@@ -121,7 +121,7 @@ class KeyWriter(StreamWriter):
 
     def _write(
         self, ops: _Ops, upserts: int, number: int, guess: int, packed: _Packed | None
-    ) -> None:
+    ) -> Sent:
         first_id = self._ids.reserve(upserts, number) if upserts else 0
         if packed is None or first_id != guess:
             packed = self._pack(ops, first_id)
@@ -134,7 +134,7 @@ class KeyWriter(StreamWriter):
             key, emitted_at, data, _ = op
             return self.encoding.commands(key, ids[index], emitted_at, data)[0]
 
-        self.router.run_units(parts, replies, unit_keys.__getitem__, describe, want_replies=False)
+        return self.router.send_units(parts, replies, unit_keys.__getitem__, describe)
 
     def _pack(self, ops: _Ops, next_id: int) -> _Packed:
         """One unit per op, packed by hand (no command tuples): `MULTI; DEL; write; [expiry];
