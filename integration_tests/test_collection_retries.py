@@ -133,6 +133,91 @@ def test_a_stream_batch_whose_exec_reply_is_lost_is_added_once(
     _assert_found_it_had_run(result)
 
 
+# --- batches of many values per command (CHUNK per RPUSH / SADD / ZADD) ---------------------------
+
+# 2,500 records of ~10 bytes: three RPUSH / SADD / ZADD in one batch, packed by hand (members.py),
+# and the list's MULTI .. EXEC still small enough (~45 kB) to reach the proxy in one write.
+BIG = 2_500
+
+
+def _big_groups(sizes: list[int]) -> list[list[tuple[int, dict[str, Any]]]]:
+    """Groups of records {"n": <running number>}, 100 per emitted_at ms (stream ids: seq grows)."""
+    groups, n = [], 0
+    for size in sizes:
+        groups.append([(5_000 + (n + i) // 100, {"n": n + i}) for i in range(size)])
+        n += size
+    return groups
+
+
+def test_a_list_batch_of_several_rpushes_whose_exec_reply_is_lost_is_pushed_once(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The 2nd batch (3 RPUSHes of 1,000, 1,000 and 500 values, then INCR) runs, its EXEC reply
+    is lost: every record is in the list once, in order, and the counter grew by 3."""
+    key = keys.stream_key("", "events", PREFIX)
+    counter = keys.sibling_key(key, keys.BATCHES, PREFIX)
+    groups = _big_groups([BIG, BIG, 7])
+    with ReplyDroppingProxy(redis_server.port) as proxy:
+        proxy.drop_reply_to("EXEC", occurrence=2)
+        result = _write(
+            redis_server.config(port=proxy.port, cache_type="list", key_prefix=PREFIX),
+            tmp_path, [configured("events", "append")], _batches("events", groups),
+        )
+    _assert_ok_after_a_lost_reply(result, proxy, states=3)
+    assert [json.loads(v)["n"] for v in redis_client.lrange(key, 0, -1)] == list(range(2 * BIG + 7))
+    assert redis_client.get(counter) == b"3"
+    _assert_found_it_had_run(result)
+
+
+@pytest.mark.min_redis("5.0", reason="the stream type")
+def test_a_large_stream_batch_whose_exec_reply_is_lost_is_added_once(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The same for a stream batch of 400 XADDs (ids `<ms>-0` .. `<ms>-99` per emitted_at; ~50 kB,
+    so that the proxy sees its EXEC in the one write with the rest)."""
+    key = keys.stream_key("", "events", PREFIX)
+    groups = _big_groups([400, 400, 7])
+    with ReplyDroppingProxy(redis_server.port) as proxy:
+        proxy.drop_reply_to("EXEC", occurrence=2)
+        result = _write(
+            redis_server.config(port=proxy.port, cache_type="stream", key_prefix=PREFIX),
+            tmp_path, [configured("events", "append")], _batches("events", groups),
+        )
+    _assert_ok_after_a_lost_reply(result, proxy, states=3)
+    entries: Any = redis_client.xrange(key)
+    assert [json.loads(fields[b"_airbyte_data"])["n"] for _, fields in entries] == list(range(807))
+    ids = [b"%d-%d" % (5_000 + n // 100, n % 100) for n in range(807)]
+    assert [entry_id for entry_id, _ in entries] == ids
+    _assert_found_it_had_run(result)
+
+
+@pytest.mark.parametrize(("cache_type", "verb"), [("set", "SADD"), ("sorted_set", "ZADD")])
+def test_a_batch_of_several_adds_cut_by_a_lost_connection_is_resent_without_duplicates(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path, cache_type: str, verb: str
+) -> None:
+    """The connection is lost after the 2nd of the first batch's three SADDs / ZADDs (some of it
+    may have run): the batch is resent as it is, and the key holds each record once (a sorted
+    set with its emitted_at as the score), with the TTL."""
+    key = keys.stream_key("", "events", PREFIX)
+    groups = _big_groups([BIG, 7])
+    with ReplyDroppingProxy(redis_server.port) as proxy:
+        proxy.drop_reply_to(verb, occurrence=2)
+        result = _write(
+            redis_server.config(port=proxy.port, cache_type=cache_type, key_prefix=PREFIX, ttl_seconds=500),
+            tmp_path, [configured("events", "append")], _batches("events", groups),
+        )
+    _assert_ok_after_a_lost_reply(result, proxy, states=2)
+    if cache_type == "set":
+        assert sorted(json.loads(v)["n"] for v in redis_client.smembers(key)) == list(range(BIG + 7))
+    else:
+        ranked: Any = redis_client.zrange(key, 0, -1, withscores=True)
+        assert sorted((json.loads(v)["n"], int(score)) for v, score in ranked) == [
+            (n, 5_000 + n // 100) for n in range(BIG + 7)
+        ]
+    assert 0 < redis_client.ttl(key) <= 500
+    assert any("resending" in line for line in _logs(result)), _logs(result)
+
+
 # --- a lost RENAME reply at the end of a refresh --------------------------------------------------
 
 

@@ -136,8 +136,8 @@ class _NoRedis:
 
 
 def _scores(score_field: str | None, *data: bytes) -> list[object]:
-    members = SortedSetMembers(_NoRedis(), b"K", "", score_field)  # type: ignore[arg-type]
-    return [members.member(7, d)[0] for d in data]
+    members = SortedSetMembers(_NoRedis(), b"K", "", score_field)
+    return [members.score(7, d) for d in data]
 
 
 def test_sorted_set_scores_by_emitted_at_or_by_a_numeric_score_field() -> None:
@@ -175,7 +175,7 @@ def test_collection_batches_are_chunked_commands_on_the_target_key() -> None:
     assert [len(c) - 2 for c in set_commands] == [1000, 1000, 500]
     assert all(c[:2] == (b"SADD", b"S") for c in set_commands)
     assert [m for c in set_commands for m in c[2:]] == data
-    zadd = SortedSetMembers(router, b"K", "").commands(b"Z", [], [(5, b"a"), (6, b"b")])  # type: ignore[arg-type]
+    zadd = SortedSetMembers(router, b"K", "").commands(b"Z", [5, 6], [b"a", b"b"])
     assert zadd == [(b"ZADD", b"Z", 5, b"a", 6, b"b")]
     rpush = ListMembers(router, b"app:ns:s", "app:").commands(b"L", [], data[:2])
     assert rpush == [(b"RPUSH", b"L", *data[:2])]

@@ -22,10 +22,12 @@ from typing import Any
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
+from destination_redis.commands import Command, pack_command
 from destination_redis.keyspace import delete_named
 from destination_redis.topology.router import Router
 from destination_redis.writers.base import Job, StreamWriter
-from destination_redis.writers.members import Members
+from destination_redis.writers.encoding import EXEC, MULTI, expire
+from destination_redis.writers.members import Members, Number
 
 logger = logging.getLogger("airbyte")
 
@@ -41,8 +43,9 @@ class CollectionWriter(StreamWriter):
         self.members = members
         self.stage = keys.sibling_key(self.key, keys.STAGE, key_prefix)
         self.target = self.key  # where this sync's members go: `K`, or the stage of a refresh
-        self._emitted: list[int] = []
-        self._members: list[Any] = []
+        self._number = members.number  # None: a record's number is its emitted_at
+        self._numbers: list[Number] = []
+        self._datas: list[bytes] = []
 
     def start(self) -> None:
         if self.generations is None:
@@ -68,27 +71,45 @@ class CollectionWriter(StreamWriter):
         )
 
     def add(self, emitted_at: int, data: bytes) -> None:
-        self._members.append(self.members.member(emitted_at, data))
-        self._emitted.append(emitted_at)
+        # Called per record by the loader's thread: no call beyond the appends for most types.
+        number = self._number
+        self._numbers.append(emitted_at if number is None else number(emitted_at, data))
+        self._datas.append(data)
 
     def take(self) -> tuple[int, Job | None]:
-        count = len(self._members)
+        count = len(self._datas)
         if not count:
             return 0, None
-        emitted, members = self._emitted, self._members
-        self._emitted, self._members = [], []
-        return count, partial(self._write, emitted, members)
+        numbers, datas = self._numbers, self._datas
+        self._numbers, self._datas = [], []
+        return count, partial(self._write, numbers, datas)
 
-    def _write(self, emitted: list[int], members: list[Any]) -> None:
-        commands = self.members.commands(self.target, emitted, members)
-        guard = self.members.guard(self.target, commands)
-        if self.ttl_seconds:
-            commands.append((b"EXPIRE", self.target, self.ttl_seconds))
-        if guard is None:
-            self.router.run(commands)  # idempotent: resent as it is after a lost connection
-        else:
-            self.router.run([(b"MULTI",), *commands, *guard.extra, (b"EXEC",)], applied=guard.applied)
-            guard.done()
+    def _write(self, numbers: list[Number], datas: list[bytes]) -> None:
+        """The members' commands on K's node, with EXPIRE after them; one MULTI .. EXEC with the
+        guard's commands where the type needs one."""
+        target, members, ttl = self.target, self.members, self.ttl_seconds
+        out = [MULTI]  # kept only where the batch is a transaction
+        count = members.pack(target, numbers, datas, out)
+        guard = members.guard(target)
+        described: list[Command] = [(members.verb, target), (b"EXPIRE", target)]
+        if guard is None:  # idempotent: resent as it is after a lost connection
+            out[0] = b""
+            parts, counts = [b"".join(out)], [count]
+            if ttl:
+                parts.append(expire(target, ttl))
+                counts.append(1)
+            self.router.run_units(parts, counts, lambda _: target, described.__getitem__, want_replies=False)
+            return
+        if ttl:
+            out.append(expire(target, ttl))
+            count += 1
+        out += [pack_command(tuple(command)) for command in guard.extra]
+        out.append(EXEC)
+        self.router.run_units(
+            [b"".join(out)], count + len(guard.extra) + 2, lambda _: target, described.__getitem__,
+            applied=guard.applied, want_replies=False,
+        )
+        guard.done()
 
     def complete(self) -> None:
         if self.generations is None:

@@ -16,21 +16,25 @@ from typing import Any
 from destination_redis import keys
 from destination_redis.commands import Command
 from destination_redis.writers.encoding import ProbeUnits
-from destination_redis.writers.members import Guard, Members, chunks
+from destination_redis.writers.members import Guard, Members, Number, chunks, variadic
 
 
 class ListMembers(Members):
     name = "list"
+    verb = b"RPUSH"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counter = keys.sibling_key(self.stream_key, keys.BATCHES, self.key_prefix)
         self._known: int | None = None  # the counter as last seen, read before the first batch
 
-    def commands(self, key: bytes, emitted: list[int], members: list[Any]) -> list[Command]:
-        return [(b"RPUSH", key, *part) for part in chunks(members)]
+    def commands(self, key: bytes, numbers: list[Number], datas: list[bytes]) -> list[Command]:
+        return [(b"RPUSH", key, *part) for part in chunks(datas)]
 
-    def guard(self, key: bytes, commands: list[Command]) -> Guard:
+    def pack(self, key: bytes, numbers: list[Number], datas: list[bytes], out: list[bytes]) -> int:
+        return variadic(out, b"RPUSH", key, [datas])
+
+    def guard(self, key: bytes) -> Guard:
         if self._known is None:
             self._known = self._read()
         expected = self._known + 1

@@ -4,18 +4,20 @@ a batch resent after a lost connection is harmless as it is."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from destination_redis.commands import Command
 from destination_redis.writers.encoding import ProbeUnits
-from destination_redis.writers.members import Members, chunks
+from destination_redis.writers.members import Members, Number, chunks, variadic
 
 
 class SetMembers(Members):
     name = "set"
+    verb = b"SADD"
 
-    def commands(self, key: bytes, emitted: list[int], members: list[Any]) -> list[Command]:
-        return [(b"SADD", key, *part) for part in chunks(members)]
+    def commands(self, key: bytes, numbers: list[Number], datas: list[bytes]) -> list[Command]:
+        return [(b"SADD", key, *part) for part in chunks(datas)]
+
+    def pack(self, key: bytes, numbers: list[Number], datas: list[bytes], out: list[bytes]) -> int:
+        return variadic(out, b"SADD", key, [datas])
 
     def probe(self, key: str) -> ProbeUnits:
         return [[("SADD", key, "{}")]]
