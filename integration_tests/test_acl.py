@@ -23,7 +23,7 @@ from integration_tests.connector_runs import (
 from integration_tests.servers import RedisServer
 
 # What check's probe needs of a user, and what syncs of every mode send (keep in step with
-# check.probe_commands). No PING, no CLIENT: neither is needed.
+# check_probe.probe_commands). No PING, no CLIENT: neither is needed.
 LEAST_RIGHTS = [
     "+info", "+incrby", "+get", "+hset", "+hmset", "+hget", "+hgetall", "+hdel",
     "+multi", "+exec", "+del", "+unlink", "+scan",

@@ -2,6 +2,7 @@
 
 server.py    the server facts (version, mode, product) and error codes of replies
 endpoint.py  where connections go (direct, or the local end of an SSH forward) and their pool
-probe.py     the connection steps one by one, each failure naming its step
+probe.py     the connection steps in one round trip, each failure naming its step
+failures.py  a connection lost at a step (TLS refused late, plain vs TLS port), error answers' text
 reach.py     one TLS context and one SSH session per command; an endpoint per announced address
 """

@@ -55,13 +55,17 @@ def connection_kwargs(endpoint: Endpoint) -> tuple[type[redis.Connection], dict[
 
 
 def build_pool(
-    endpoint: Endpoint, login: Login, client_name: str | None = CLIENT_NAME
+    endpoint: Endpoint, login: Login, client_name: str | None = CLIENT_NAME,
+    first: redis.Connection | None = None,
 ) -> redis.ConnectionPool:
-    """A pool of connections to one server; disconnecting it closes every connection it made."""
+    """A pool of connections to one server; disconnecting it closes every connection it made.
+
+    `first`: the probe's connection (probe.py), already through AUTH, SELECT and CLIENT SETNAME:
+    handed out first, it saves a connect, a TLS handshake and their round trips. It is given the
+    pool's login, so that a reconnect after a loss walks the same steps as the pool's own.
+    """
     connection_class, kwargs = connection_kwargs(endpoint)
-    return redis.ConnectionPool(
-        connection_class=connection_class,
-        **kwargs,
+    kwargs.update(
         username=login.username,
         password=login.password.get_secret_value() if login.password else None,
         db=login.db,
@@ -69,3 +73,31 @@ def build_pool(
         client_name=client_name,
         driver_info=None,  # no CLIENT SETINFO on connect: servers before 7.2 answer it with an error
     )
+    if first is not None:
+        for name in _LOGIN_ATTRIBUTES:  # the attributes redis-py's on_connect reads
+            setattr(first, name, kwargs[name])
+    return _Pool(first, connection_class=connection_class, **kwargs)
+
+
+_LOGIN_ATTRIBUTES = ("username", "password", "db", "client_name", "driver_info")
+
+
+class _Pool(redis.ConnectionPool):
+    """redis-py's pool, whose first connection is one made already (see build_pool)."""
+
+    def __init__(self, first: redis.Connection | None, **kwargs: Any) -> None:
+        self._first = first
+        super().__init__(**kwargs)
+
+    def make_connection(self) -> Any:
+        first, self._first = self._first, None
+        if first is None:
+            return super().make_connection()
+        self._created_connections += 1  # as redis-py counts the connections it makes
+        return first
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        first, self._first = self._first, None
+        if first is not None:  # never handed out
+            first.disconnect()
+        super().disconnect(inuse_connections)

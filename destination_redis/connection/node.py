@@ -16,12 +16,13 @@ class Node:
     """A server reached through its endpoint; connections come from its own pool."""
 
     def __init__(self, address: tuple[str, int], endpoint: Endpoint, server: ServerInfo,
-                 pool: redis.ConnectionPool) -> None:
+                 pool: redis.ConnectionPool, ping_error: str | None = None) -> None:
         self.address = address  # as configured or announced: the node's identity
         self.endpoint = endpoint
         self.server = server
         self.pool = pool
         self.where = endpoint.where
+        self.ping_error = ping_error  # PING's error answer when the node was opened (check reports it)
 
     def checkout(self) -> Any:
         """A connection of the pool, connected; give it back with `release`."""
@@ -40,7 +41,9 @@ class Node:
 
 
 def open_node(reach: Reach, host: str, port: int, login: Login) -> Node:
-    """Reach host:port, walk the connection steps (each failure names its step), build the pool."""
+    """Reach host:port, walk the connection steps (each failure names its step), build the pool
+    (its first connection the probe's)."""
     endpoint = reach.endpoint(host, port)
     probed = probe(endpoint, login, reach.tls)
-    return Node((host, port), endpoint, probed.server, build_pool(endpoint, login, probed.client_name))
+    pool = build_pool(endpoint, login, probed.client_name, first=probed.conn)
+    return Node((host, port), endpoint, probed.server, pool, probed.ping_error)

@@ -1,20 +1,20 @@
-"""The steps of reaching one server, walked one by one on a probe connection, each named.
+"""The steps of reaching one server on a probe connection, each failure naming its step.
 
-TCP connect -> TLS handshake -> AUTH -> SELECT -> INFO (-> CLIENT SETNAME where allowed). A
-failure names its step from the exception type and the server's error code, never by guessing
-from message text, and says what to change. The same walk serves data nodes and Sentinels (with
-their own login).
+TCP connect -> TLS handshake -> AUTH -> SELECT -> INFO (-> PING, CLIENT SETNAME where allowed).
+After the handshake the commands go in one write, one round trip over a far link: no command
+depends on an earlier answer, and the answers are read in order, so a failure still names its
+step. It is named from the exception type and the server's error code, never by guessing from
+message text, and says what to change. The same walk serves data nodes and Sentinels (with their
+own login). The connection, ready, becomes the first of the node's pool (endpoint.build_pool).
 """
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis import exceptions as rex
-from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 
 from destination_redis.config import SslVerifyFull
 from destination_redis.connection.endpoint import (
@@ -24,6 +24,7 @@ from destination_redis.connection.endpoint import (
     Login,
     connection_kwargs,
 )
+from destination_redis.connection.failures import lost, os_reason, reply_text
 from destination_redis.connection.server import ServerInfo, error_code, parse_info
 from destination_redis.errors import ConnectStepError, step_failed
 from destination_redis.tls import TlsHandshakeTimeout, find_cause, handshake_failure, ssl_cause
@@ -33,6 +34,8 @@ from destination_redis.tls import TlsHandshakeTimeout, find_cause, handshake_fai
 class Probed:
     server: ServerInfo
     client_name: str | None  # None where the user may not run CLIENT SETNAME
+    conn: redis.Connection  # the probe connection, logged in, named, on its database
+    ping_error: str | None = None  # PING's error reply (e.g. LOADING), for check; None: PONG
 
 
 @dataclass(frozen=True)
@@ -50,23 +53,56 @@ def probe(endpoint: Endpoint, login: Login, tls: SslVerifyFull | None) -> Probed
     """Walk TCP connect -> TLS -> AUTH -> SELECT -> INFO on one connection, naming the failing step.
 
     `tls` is the TLS configuration in force (for advice when the handshake fails), or None.
+    Returns the connection open (the caller's to close, or to give to the pool); closes it when
+    a step fails.
     """
-    where = endpoint.where
     connection_class, kwargs = connection_kwargs(endpoint)
     # No CLIENT SETINFO on connect (driver_info None): `connect` is then only TCP and TLS.
     conn = connection_class(**kwargs, driver_info=None)
     try:
         _connect(conn, endpoint, tls)
-        session = _Session(conn, login, tls, where, endpoint.server_hostname)
-        _auth(session)
-        if login.db:
-            _step(session, "SELECT", ("SELECT", login.db),
-                  f"Choose a database index the server has (its `databases` setting; "
-                  f"Redis Cluster has only database 0); {login.db} was asked for.")
-        raw = _step(session, "INFO", ("INFO", "server"), "The server must answer INFO.")
-        return Probed(server=parse_info(raw), client_name=_client_name(session))
-    finally:
+        return _handshake(_Session(conn, login, tls, endpoint.where, endpoint.server_hostname))
+    except BaseException:
         conn.disconnect()
+        raise
+
+
+def _handshake(session: _Session) -> Probed:
+    """AUTH, SELECT, INFO, PING, CLIENT SETNAME in one write; their answers read step by step.
+
+    Sent after a failing step too, they change nothing: a SELECT or INFO after a refused AUTH is
+    refused or harmless (and the connection is closed), a PING after it tells a password the
+    server does not have from a wrong one.
+    """
+    login = session.login
+    steps: list[tuple[str, tuple[Any, ...]]] = []
+    if login.password:
+        secret = login.password.get_secret_value()
+        steps.append(("AUTH", ("AUTH", login.username, secret) if login.username else ("AUTH", secret)))
+    elif login.username:
+        raise ConnectStepError(
+            f"AUTH not attempted at {session.where}: a {login.username_field} is set without a "
+            f"{login.password_field}. Set the password of user '{login.username}'.",
+            False,
+        )
+    if login.db:
+        steps.append(("SELECT", ("SELECT", login.db)))
+    steps += [("INFO", ("INFO", "server")), ("PING", ("PING",)),
+              ("CLIENT SETNAME", ("CLIENT", "SETNAME", CLIENT_NAME))]
+    conn = session.conn
+    try:
+        conn.send_packed_command(conn.pack_commands([command for _, command in steps]), check_health=False)
+    except rex.ConnectionError as exc:
+        raise _lost(exc, session, steps[0][0]) from None
+    if login.password:
+        _auth(session, [step for step, _ in steps[1:]])
+    if login.db:
+        _reply(session, "SELECT",
+               f"Choose a database index the server has (its `databases` setting; "
+               f"Redis Cluster has only database 0); {login.db} was asked for.")
+    raw = _reply(session, "INFO", "The server must answer INFO.")
+    ping_error = _ping(session)
+    return Probed(parse_info(raw), _client_name(session), conn, ping_error)
 
 
 def _connect(conn: redis.Connection, endpoint: Endpoint, tls: SslVerifyFull | None) -> None:
@@ -102,7 +138,7 @@ def _connect(conn: redis.Connection, endpoint: Endpoint, tls: SslVerifyFull | No
 def _client_name(session: _Session) -> str | None:
     """CLIENT SETNAME labels our connections in CLIENT LIST; a user without the right does without."""
     try:
-        _step(session, "CLIENT SETNAME", ("CLIENT", "SETNAME", CLIENT_NAME), "")
+        _reply(session, "CLIENT SETNAME", "")
     except ConnectStepError as exc:
         if exc.retryable:
             raise
@@ -110,23 +146,26 @@ def _client_name(session: _Session) -> str | None:
     return CLIENT_NAME
 
 
-def _auth(session: _Session) -> None:
-    login, where, conn = session.login, session.where, session.conn
-    if not login.password:
-        if login.username:
-            raise ConnectStepError(
-                f"AUTH not attempted at {where}: a {login.username_field} is set without a "
-                f"{login.password_field}. Set the password of user '{login.username}'.",
-                False,
-            )
-        return
-    args: tuple[str, ...] = (login.password.get_secret_value(),)
-    if login.username:
-        args = (login.username, *args)
+def _ping(session: _Session) -> str | None:
+    """PING's error reply, if any: syncs never PING (a user may lack it), check reports others."""
     try:
-        conn.send_command("AUTH", *args, check_health=False)
-        conn.read_response()
+        _read(session.conn)
+    except rex.ResponseError as exc:
+        return reply_text(exc)
+    except rex.ConnectionError as exc:
+        if not _is_reply(exc):  # LOADING and NOAUTH are answers redis-py maps to ConnectionError
+            raise _lost(exc, session, "PING") from None
+        return reply_text(exc)
+    return None
+
+
+def _auth(session: _Session, behind: list[str]) -> None:
+    """AUTH's answer; `behind`: the steps whose answers follow it (sent in the same write)."""
+    login, where, conn = session.login, session.where, session.conn
+    try:
+        _read(conn)
     except rex.AuthenticationWrongNumberOfArgsError:
+        _answers_without_auth(conn, behind)
         raise _no_acl_users(session) from None
     except (rex.AuthenticationError, rex.ResponseError) as exc:
         reply = reply_text(exc)
@@ -135,7 +174,7 @@ def _auth(session: _Session) -> None:
                 f"Check the {login.username_field} ('{login.username}') and {login.password_field}, "
                 f"and that the ACL user is enabled."
             )
-        elif _answers_without_auth(conn):
+        elif _answers_without_auth(conn, behind):
             advice = (
                 f"The server has no password: remove the {login.password_field} "
                 f"(and {login.username_field}) from the config."
@@ -150,15 +189,31 @@ def _auth(session: _Session) -> None:
         raise _lost(exc, session, "AUTH") from None
 
 
-def _answers_without_auth(conn: redis.Connection) -> bool:
-    """Whether the server serves this unauthenticated connection (PING answered, no NOAUTH):
-    then the failed AUTH was a password the server does not have, not a wrong one."""
-    try:
-        conn.send_command("PING", check_health=False)
-        conn.read_response()
-    except rex.RedisError:
-        return False
-    return True
+def _answers_without_auth(conn: redis.Connection, behind: list[str]) -> bool:
+    """Reads the answers behind a refused AUTH (SELECT?, INFO, PING, CLIENT SETNAME); whether the
+    server served this unauthenticated connection (PING answered, no NOAUTH): then the failed
+    AUTH was a password the server does not have, not a wrong one."""
+    answered = False
+    for step in behind:
+        try:
+            _read(conn)
+        except rex.RedisError as exc:
+            if not _is_reply(exc):
+                return False  # lost: the answers behind are too
+            continue
+        answered = answered or step == "PING"
+    return answered
+
+
+def _read(conn: redis.Connection) -> Any:
+    """The next answer; an error answer raises as redis-py maps it, keeping the connection (its
+    later answers are still read)."""
+    return conn.read_response(disconnect_on_error=False)
+
+
+def _is_reply(exc: BaseException) -> bool:
+    """Whether a redis-py error is the server's error answer (its code kept), not a lost connection."""
+    return getattr(exc, "status_code", None) is not None or isinstance(exc, rex.ResponseError)
 
 
 def _no_acl_users(session: _Session) -> ConnectStepError:
@@ -191,11 +246,15 @@ def _no_acl_users(session: _Session) -> ConnectStepError:
     )
 
 
-def _step(session: _Session, step: str, command: tuple[Any, ...], advice: str) -> Any:
+def _lost(exc: rex.ConnectionError, session: _Session, step: str) -> ConnectStepError:
+    return lost(exc, step, session.where, session.tls, session.hostname)
+
+
+def _reply(session: _Session, step: str, advice: str) -> Any:
+    """The answer to `step`; an error answer or a lost connection fails naming the step."""
     conn, where = session.conn, session.where
     try:
-        conn.send_command(*command, check_health=False)
-        return conn.read_response()
+        return _read(conn)
     except rex.AuthenticationError:
         # redis-py maps NOAUTH to AuthenticationError, a ConnectionError: an answer, not a loss.
         raise step_failed(
@@ -212,49 +271,3 @@ def _step(session: _Session, step: str, command: tuple[Any, ...], advice: str) -
         raise step_failed(step, where, f"the server answered '{reply_text(exc)}'", advice) from None
     except rex.ConnectionError as exc:
         raise _lost(exc, session, step) from None
-
-
-def _lost(exc: rex.ConnectionError, session: _Session, step: str) -> ConnectStepError:
-    """A connection lost right after connecting: TLS refused late (TLS 1.3), or plain vs TLS port."""
-    where, tls = session.where, session.tls
-    tls_error = ssl_cause(exc)
-    if tls_error is not None and not isinstance(tls_error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-        return handshake_failure(tls_error, tls, where, session.hostname)
-    closed = (
-        tls_error is not None
-        or str(exc) == SERVER_CLOSED_CONNECTION_ERROR
-        or find_cause(exc, ConnectionResetError) is not None
-    )
-    if tls is not None and closed:
-        # TLS 1.3 ends the handshake on our side before the server has checked our certificate:
-        # a server that requires one (tls-auth-clients yes) and rejects ours, or misses it, closes
-        # the connection at our first command.
-        if tls.client_certificate:
-            return step_failed("TLS handshake", where,
-                               "the server closed the connection right after the TLS handshake: it "
-                               "refused the client certificate",
-                               "Use a client certificate signed by a CA the server trusts (its "
-                               "tls-ca-cert-file), and check that it has not expired.")
-        return step_failed("TLS handshake", where,
-                           "the server closed the connection right after the TLS handshake: it "
-                           "requires a client certificate (tls-auth-clients yes), and none is set",
-                           "Set client_certificate and client_key (mutual TLS).")
-    advice = "Check that the server is healthy and try again."
-    if tls is None:
-        advice = "If this port accepts only TLS connections, turn SSL on; else check the server's health."
-    return step_failed(step, where, f"the connection was lost ({os_reason(exc)})", advice, retryable=True)
-
-
-def reply_text(exc: BaseException) -> str:
-    """The server's error reply, with the code redis-py strips from mapped errors put back."""
-    code = getattr(exc, "status_code", None)
-    text = str(exc)
-    return f"{code} {text}" if code and not text.startswith(str(code)) else text
-
-
-def os_reason(exc: BaseException) -> str:
-    """The OS-level reason of a connection error: redis-py's text holds only host, port and errno."""
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return str(exc) or type(exc).__name__
