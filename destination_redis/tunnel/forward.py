@@ -10,8 +10,12 @@ from contextlib import suppress
 import paramiko
 
 from destination_redis.errors import ConnectStepError, step_failed
+from destination_redis.tunnel.wire import WireSocket, send_bulk
 
 CHUNK = 1 << 16
+# What the client sends is read in pieces this large: a batch crosses in a few reads, each sent
+# on as a run of whole packets written together (wire.send_bulk).
+UP_CHUNK = 1 << 20
 
 
 def fail(step: str, where: str, detail: str, advice: str, retryable: bool = False) -> ConnectStepError:
@@ -33,6 +37,8 @@ class SshTunnel:
     ) -> None:
         self.where = where
         self._transport = transport
+        sock = getattr(transport, "sock", None)
+        self._wire = sock if isinstance(sock, WireSocket) else None
         self._remote = remote
         self._timeout = timeout
         self._listener = socket.create_server((self.local_host, 0))
@@ -115,14 +121,18 @@ class SshTunnel:
                 link.close()
                 return
             self._links.add(link)
-        self._spawn(self._pump, "ssh-tunnel-up", link, local.recv, channel.sendall)
-        self._pump(link, channel.recv, local.sendall)
+        wire = self._wire
+        self._spawn(self._pump, "ssh-tunnel-up", link, local.recv, UP_CHUNK,
+                    lambda data: send_bulk(wire, channel, data))
+        self._pump(link, channel.recv, CHUNK, local.sendall)
 
-    def _pump(self, link: _Link, receive: Callable[[int], bytes], send: Callable[[bytes], object]) -> None:
+    def _pump(
+        self, link: _Link, receive: Callable[[int], bytes], chunk: int, send: Callable[[bytes], object]
+    ) -> None:
         """Copy one direction until either side ends; then close both, which ends the other pump."""
         try:
             while True:
-                data = receive(CHUNK)
+                data = receive(chunk)
                 if not data:
                     break
                 send(data)

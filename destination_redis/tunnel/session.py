@@ -18,6 +18,7 @@ import paramiko
 from destination_redis.config import SshKeyTunnel, SshPasswordTunnel
 from destination_redis.tunnel.forward import SshTunnel, fail, short
 from destination_redis.tunnel.keys import load_private_key
+from destination_redis.tunnel.wire import WireSocket, prefer_fast_ciphers
 
 SshTunnelConfig = SshKeyTunnel | SshPasswordTunnel
 
@@ -134,7 +135,11 @@ def _connect(tunnel: SshTunnelConfig, where: str, timeout: float) -> paramiko.Tr
             retryable=True,
         ) from None
     try:
-        transport = paramiko.Transport(sock)
+        # Nagle would hold a packet shorter than a segment (a batch's last, a window adjust)
+        # until the previous one is acknowledged.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(WireSocket(sock))
+        prefer_fast_ciphers(transport)
     except BaseException:
         sock.close()
         raise
