@@ -7,6 +7,7 @@ the tunnel closed on every exit path.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ import redis
 
 from destination_redis.config import parse_config
 from destination_redis.topology import open_router
+from integration_tests.cli import catalog, lines, record, run_connector, stream_state
 from integration_tests.connector_runs import (
+    EMITTED,
     assert_check_succeeded,
     assert_written,
     check_cli,
@@ -95,6 +98,31 @@ def test_write_through_the_tunnel_with_a_key(
     tmp_path: Path, sshd: SshServer, behind: RedisServer, behind_client: redis.Redis, key: str
 ) -> None:
     assert_written(write_cli(tmp_path, via(sshd, behind, sshd.tunnel_key(key))), behind_client)
+
+
+def test_many_batches_in_flight_through_the_tunnel_arrive_whole_and_in_order(
+    tmp_path: Path, sshd: SshServer, behind: RedisServer, behind_client: redis.Redis
+) -> None:
+    """45,000 records of ~1 KB (five batches, ~45 MB up, several batches in flight at once and
+    their replies read later): every record arrives once under its id, byte for byte."""
+    count = 45_000
+    big = "é" * 500  # non-ASCII, ~1 KB of JSON per record: the upload spans many SSH packets
+    messages = [record("users", {"id": i, "text": big}, emitted_at=EMITTED) for i in range(1, count + 1)]
+    messages.append(stream_state("users", {"cursor": count}))
+    result = run_connector(
+        ["write", "--config", "{config}", "--catalog", "{catalog}"], tmp_path,
+        config=via(sshd, behind, sshd.tunnel_key()), catalog=catalog(("users", "append")),
+        stdin=lines(*messages),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert [s["state"]["destinationStats"]["recordCount"] for s in result.states] == [count]
+    assert behind_client.get(":users") == b"%d" % count
+    pipe = behind_client.pipeline(transaction=False)
+    for i in range(1, count + 1):
+        pipe.hget(f":users:{i}", "_airbyte_data")
+    expected = [json.dumps({"id": i, "text": big}, separators=(",", ":"), ensure_ascii=False).encode()
+                for i in range(1, count + 1)]
+    assert pipe.execute() == expected
 
 
 def test_check_and_write_through_the_tunnel_with_a_password_then_the_session_ends(
