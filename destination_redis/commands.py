@@ -148,6 +148,15 @@ def reply_error(exc: BaseException, cmd: Command, where: str) -> Exception:
     return system_error(f"Redis at {where} refused {name} on key '{key}': {exc}")
 
 
+def first_command(part: bytes) -> Command:
+    """The first command packed in `part`, for an error message: a hot path keeps packed bytes,
+    not command tuples, for the batches it has in flight."""
+    reader = hiredis.Reader()
+    reader.feed(part)
+    command = reader.gets()
+    return tuple(command) if isinstance(command, list) else (b"?",)
+
+
 def text(value: bytes | str | int) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")

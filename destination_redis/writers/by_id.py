@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import cast
 
 from msgspec.structs import astuple
 
 from destination_redis import keys
 from destination_redis.catalog import Stream
-from destination_redis.commands import Command
+from destination_redis.commands import Command, first_command
 from destination_redis.keyspace import delete_keys, delete_named
 from destination_redis.topology.router import Router, Sent
 from destination_redis.writers.base import Job, StreamWriter
@@ -80,24 +79,18 @@ class IdWriter(StreamWriter):
     def _write(
         self, number: int, guess: int | None, parts: list[bytes] | None, columns: list[_Column]
     ) -> Sent:
-        emitted, data = cast(list[int], columns[0]), cast(list[bytes], columns[1])
-        count = len(data)
+        count = len(columns[1])
         first_id = self._ids.reserve(count, number)
         if parts is None or first_id != guess:
             parts = list(map(self._pack, range(first_id, first_id + count), *columns))
+        columns.clear()  # the records are in `parts` now: not held twice while the batch is in flight
         record_key = keys.record_key
         key = self.key
-
-        def describe(index: int) -> Command:  # the write of record `index`, for error messages
-            record_id = first_id + index
-            at = record_key(key, record_id)
-            return self.encoding.commands(at, record_id, emitted[index], data[index])[0]
-
         return self.router.send_units(
             parts,
             2 if self.ttl_seconds or self._expires_from_data else 1,  # the write (+ expiry), one key
             lambda i: record_key(key, first_id + i),
-            describe,
+            partial(_first_command_of, parts),  # record i's write, for error messages
         )
 
     def delete_older_than(self, first_kept_id: int | None, floor: int = 1) -> int:
@@ -119,6 +112,10 @@ class IdWriter(StreamWriter):
             ]
 
         return delete_keys(self.router, keys.record_scan_pattern(self.key), choose)
+
+
+def _first_command_of(parts: list[bytes], index: int) -> Command:
+    return first_command(parts[index])
 
 
 def _with_expiry(
