@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 
+from destination_redis.compact import compact_json as compact_json  # re-exported: messages' API
 from destination_redis.errors import config_error
 
 MessageType = Literal[
@@ -28,14 +29,16 @@ MessageType = Literal[
 ]
 
 
-class Record(msgspec.Struct):
+# gc=False: millions are made and dropped at once, and they hold no references that could form a
+# cycle (only strings, numbers, Raw and a Record), so the garbage collector need not track them.
+class Record(msgspec.Struct, gc=False):
     stream: str
     data: msgspec.Raw
     emitted_at: int
     namespace: str | None = None
 
 
-class Message(msgspec.Struct):
+class Message(msgspec.Struct, gc=False):
     type: MessageType
     record: Record | None = None
     state: msgspec.Raw = msgspec.Raw(b"")  # raw: msgspec has no Raw | None; b"" means absent
@@ -84,15 +87,20 @@ def read_messages(
     Raises InputError on the first line that is not a valid message.
     """
     decode = _decoder.decode
+    long_line = 2 * MAX_DEPTH
     for number, line in enumerate(lines, 1):
-        if not line.isascii():
-            _check_utf8(number, line)
-        # JSON nested deeper than MAX_DEPTH takes more than 2 * MAX_DEPTH bytes of brackets: a
-        # shorter line's brackets are not even counted (unbalanced ones make it invalid JSON).
-        if len(line) > 2 * MAX_DEPTH and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
-            _check_depth(number, line)
         try:
+            # The protocol is UTF-8 JSON: a line that is not UTF-8 would be stored or echoed
+            # corrupted (msgspec does not check the bytes of `data` or of fields it skips).
+            if not line.isascii():
+                line.decode()
+            # JSON nested deeper than MAX_DEPTH takes more than 2 * MAX_DEPTH bytes of brackets: a
+            # shorter line's brackets are not even counted (unbalanced ones make it invalid JSON).
+            if len(line) > long_line and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+                _check_depth(number, line)
             message = decode(line)
+        except UnicodeDecodeError as exc:
+            raise InputError(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
         except msgspec.ValidationError as exc:
             raise InputError(number, str(exc)) from None
         except msgspec.DecodeError as exc:
@@ -104,10 +112,11 @@ def read_messages(
         data = b""
         extra: StateMessage | StreamStatus | None = None
         if message.type == "RECORD":
-            if message.record is None:
+            record = message.record
+            if record is None:
                 raise InputError(number, "a RECORD message without `record`")
-            data = compact_json(message.record.data)
-            if data[:1] != b"{":
+            data = compact_json(record.data)
+            if data[0] != 0x7B:  # {  (compact JSON is never empty)
                 raise InputError(number, "`record.data` must be a JSON object")
         elif message.type == "STATE":
             if bytes(message.state)[:1] != b"{":
@@ -116,14 +125,6 @@ def read_messages(
         elif message.type == "TRACE":
             extra = stream_status(message)
         yield number, message, data, extra
-
-
-def _check_utf8(number: int, line: bytes) -> None:
-    """The protocol is UTF-8 JSON: a line that is not UTF-8 would be stored or echoed corrupted."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(number, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -140,39 +141,6 @@ def _check_depth(number: int, line: bytes) -> None:
             depth -= 1
     if deepest > MAX_DEPTH:
         raise InputError(number, f"nested {deepest} levels deep; at most {MAX_DEPTH} are accepted")
-
-
-def compact_json(raw: msgspec.Raw | bytes) -> bytes:
-    """`data` as compact JSON: no insignificant whitespace, non-ASCII as UTF-8, numbers as sent.
-
-    A text-level rewrite, never a decode/encode round trip, so every number keeps the exact
-    digits the source wrote (`1.50`, `1E5`, integers beyond 64 bits).
-    """
-    text = msgspec.json.format(raw, indent=-1)
-    # (Looking for whitespace first to skip `format` on compact data costs as much as `format`.)
-    if b"\\" in text and b"\\u" in text:  # one memchr for the usual text without escapes
-        text = _ESCAPE.sub(_unescape, text)
-    return text
-
-
-# A `\uXXXX` escape (or a surrogate pair of them), or any other escape, taken whole so that the
-# second backslash of `\\` is never read as the start of an escape.
-_ESCAPE = re.compile(
-    rb"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\.",
-    re.DOTALL,
-)
-
-
-def _unescape(match: re.Match[bytes]) -> bytes:
-    """UTF-8 for an escaped character, except those JSON requires escaped (and lone surrogates)."""
-    if match.group(1):
-        high, low = int(match.group(1), 16), int(match.group(2), 16)
-        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).encode()
-    if match.group(3):
-        code = int(match.group(3), 16)
-        if code >= 0x20 and code not in (0x22, 0x5C) and not 0xD800 <= code <= 0xDFFF:
-            return chr(code).encode()
-    return match.group(0)
 
 
 _RawObject = dict[str, msgspec.Raw]
