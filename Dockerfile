@@ -34,5 +34,5 @@ USER 1000:1000
 ENV AIRBYTE_ENTRYPOINT="destination-redis"
 ENTRYPOINT ["destination-redis"]
 
-LABEL io.airbyte.version=1.5.0
+LABEL io.airbyte.version=1.6.0
 LABEL io.airbyte.name=airbyte/destination-redis

@@ -26,7 +26,7 @@ TEST_REQUIREMENTS = [
 
 setup(
     name="destination_redis",
-    version="1.5.0",
+    version="1.6.0",
     description="Airbyte destination that loads records into Redis.",
     author="destination-redis developers",
     packages=find_packages(exclude=("unit_tests", "integration_tests", "scripts")),
